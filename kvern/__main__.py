@@ -1,0 +1,3 @@
+from kvern.cli import main
+
+main()

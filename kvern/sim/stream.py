@@ -1,0 +1,104 @@
+"""The simulator's input: one model's requests as dense integer arrays.
+
+Block keys are interned to ids ``0..n_unique-1`` in order of first appearance, so hot loops
+index arrays instead of hashing (DESIGN.md §2). Because keys are prefix-chained, each unique
+block has exactly one parent (the block before it in every prompt that holds it) and one depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kvern.ingest.trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStream:
+    model: str
+    block_size: int
+    """Tokens per full block; the last block of a prompt covers ``prompt_tokens`` modulo this."""
+    req_offsets: np.ndarray
+    """int64[R+1]: the blocks of request r are ``block_ids[req_offsets[r]:req_offsets[r+1]]``."""
+    block_ids: np.ndarray
+    """int32[N]: interned id of every block of every request, in prompt order."""
+    prompt_tokens: np.ndarray
+    """int32[R]"""
+    rows: np.ndarray
+    """int64[R]: row of each request in the trace table (to join results back)."""
+    arrival_s: np.ndarray
+    """float64[R]"""
+    parent: np.ndarray
+    """int32[U]: parent id of each unique block, -1 for a first block."""
+    depth: np.ndarray
+    """int32[U]: 0-based position of the block in its prompt."""
+    block_tokens: np.ndarray
+    """int32[U]: tokens the block covers (block_size, or fewer for a partial tail)."""
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.prompt_tokens)
+
+    @property
+    def num_unique(self) -> int:
+        return len(self.parent)
+
+    def blocks_of(self, r: int) -> np.ndarray:
+        return self.block_ids[self.req_offsets[r] : self.req_offsets[r + 1]]
+
+
+def block_streams(trace: Trace) -> dict[str, BlockStream]:
+    """Split the trace by model (each model has its own cache) and intern its block keys."""
+    table = trace.table
+    models = table.column("model")
+    out: dict[str, BlockStream] = {}
+    for model in trace.models():
+        rows = np.flatnonzero(pc.equal(models, model).to_numpy(zero_copy_only=False))
+        sub = table.take(pa.array(rows))
+        out[model] = _intern(model, trace.meta.block_size, sub, rows)
+    return out
+
+
+def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> BlockStream:
+    keys_col = sub.column("block_keys").combine_chunks()
+    lengths = pc.list_value_length(keys_col).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = pc.list_flatten(keys_col).to_numpy(zero_copy_only=False)
+    codes, uniques = pd.factorize(flat, sort=False)
+    block_ids = codes.astype(np.int32)
+    prompt = sub.column("prompt_tokens").to_numpy().astype(np.int32)
+
+    # Position of each block within its prompt, and its parent (the block before it).
+    req_of = np.repeat(np.arange(len(lengths)), lengths)
+    pos = np.arange(len(flat), dtype=np.int64) - offsets[req_of]
+    prev = np.empty_like(block_ids)
+    prev[0:1] = -1
+    prev[1:] = block_ids[:-1]
+    prev[pos == 0] = -1
+    tokens = np.minimum(block_size, prompt[req_of].astype(np.int64) - pos * block_size).astype(np.int32)
+
+    n = len(uniques)
+    parent = np.full(n, -1, dtype=np.int32)
+    depth = np.zeros(n, dtype=np.int32)
+    block_tokens = np.zeros(n, dtype=np.int32)
+    # Any occurrence of a block gives the same parent/depth (keys are chained); take the last.
+    parent[block_ids] = prev
+    depth[block_ids] = pos.astype(np.int32)
+    block_tokens[block_ids] = tokens
+    return BlockStream(
+        model=model,
+        block_size=block_size,
+        req_offsets=offsets,
+        block_ids=block_ids,
+        prompt_tokens=prompt,
+        rows=rows.astype(np.int64),
+        arrival_s=sub.column("arrival_s").to_numpy().astype(np.float64),
+        parent=parent,
+        depth=depth,
+        block_tokens=block_tokens,
+    )
