@@ -1,0 +1,226 @@
+"""The CI regression gate: a pure verdict from summary rows and thresholds, plus the baseline file.
+
+A gate compares one number of one simulation (``metric`` of the summary row for ``policy`` ×
+``capacity_blocks`` × ``profile``) with a floor and with the same number in a baseline taken
+from an earlier, good trace. It fails when the number is below the floor or fell by more than
+``max_drop`` absolute points (0.02 = 2 points). A baseline taken under other settings (policy,
+profile, capacity, block size) would compare unlike with unlike, so it is a usage error, not a
+verdict. Exit codes: 0 pass, 1 regression (``GateFailed``), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kvern.errors import InputError, UsageError
+from kvern.report.atomic import write_json
+
+METRICS: dict[str, str] = {
+    "token_hit_rate": "token_hit_rate",
+    "request_hit_rate": "request_hit_rate",
+    "savings": "flops_saved_ratio",
+}
+"""Gate metric name -> summary column. ``savings`` is the share of prefill FLOPs saved."""
+
+BASELINE_VERSION = 1
+EPS = 1e-9
+"""Slack on comparisons so that a rerun of the same trace never fails on float noise."""
+
+_SETTINGS = ("policy", "profile", "capacity_blocks", "block_size")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    metric: str = "token_hit_rate"
+    min_value: float | None = None
+    """Absolute floor (0-1), or None for no floor."""
+    max_drop: float | None = 0.02
+    """Largest allowed fall against the baseline, absolute (0-1); None for no drop check."""
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise UsageError(f"--metric: unknown metric {self.metric!r}; one of {', '.join(METRICS)}")
+        if self.min_value is not None and not 0 <= self.min_value <= 1:
+            raise UsageError(f"--min-hit-rate: {self.min_value} is not between 0 and 1")
+        if self.max_drop is not None and not 0 <= self.max_drop <= 1:
+            raise UsageError(f"--max-drop: {self.max_drop} is not between 0 and 1 (absolute points)")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition of the gate: ``value`` against ``limit``."""
+
+    name: str
+    """"floor" (value >= limit) or "drop" (baseline - value <= limit)."""
+    value: float
+    limit: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    metric: str
+    policy: str
+    profile: str
+    capacity_blocks: int
+    current: float
+    baseline: float | None
+    """The metric in the baseline, or None when gating on the floor only."""
+    checks: tuple[Check, ...]
+
+    @property
+    def change(self) -> float | None:
+        return None if self.baseline is None else self.current - self.baseline
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["checks"] = [asdict(c) for c in self.checks]
+        d["change"] = self.change
+        d["passed"] = self.passed
+        return d
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the gate compares against: the settings and the summary row of a good run."""
+
+    policy: str
+    profile: str
+    capacity_blocks: int
+    block_size: int
+    row: dict[str, Any]
+    """The summary row (every metric, so that ``--metric`` can change without a new baseline)."""
+    trace: str = ""
+    """File name of the trace the baseline was taken from (no folder)."""
+
+    def value(self, metric: str) -> float:
+        return metric_value(self.row, metric)
+
+
+# -- verdict --------------------------------------------------------------------------------
+
+
+def metric_value(row: Mapping[str, Any], metric: str) -> float:
+    """The gated number of a summary row; a usage error where the row cannot give it."""
+    column = METRICS[metric]
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        why = " (savings need the model's KV geometry in config.yaml)" if metric == "savings" else ""
+        raise UsageError(f"--metric {metric}: the summary has no {column}{why}")
+    return float(value)
+
+
+def select_row(rows: Sequence[Mapping[str, Any]], policy: str, capacity_blocks: int) -> Mapping[str, Any]:
+    """The summary row of ``policy`` at ``capacity_blocks`` (the run may hold several)."""
+    for row in rows:
+        if row.get("policy") == policy and int(row.get("capacity_blocks", -1)) == capacity_blocks:
+            return row
+    have = ", ".join(f"{r.get('policy')}@{r.get('capacity_blocks')}" for r in rows) or "none"
+    raise UsageError(f"no summary row for policy {policy} at {capacity_blocks} blocks (have: {have})")
+
+
+def evaluate(row: Mapping[str, Any], baseline: Baseline | None, thresholds: Thresholds) -> Verdict:
+    """The verdict on one summary row: the floor check and, with a baseline, the drop check.
+
+    Pure: no files, no printing. A baseline taken under other settings raises ``UsageError``.
+    """
+    if baseline is None and thresholds.min_value is None:
+        raise UsageError("nothing to gate on: give --baseline FILE or --min-hit-rate")
+    if baseline is not None:
+        _check_comparable(row, baseline)
+    current = metric_value(row, thresholds.metric)
+    checks: list[Check] = []
+    if thresholds.min_value is not None:
+        checks.append(Check("floor", current, thresholds.min_value, current >= thresholds.min_value - EPS))
+    base_value = None
+    if baseline is not None:
+        base_value = baseline.value(thresholds.metric)
+        if thresholds.max_drop is not None:
+            drop = base_value - current
+            checks.append(Check("drop", drop, thresholds.max_drop, drop <= thresholds.max_drop + EPS))
+    return Verdict(
+        metric=thresholds.metric,
+        policy=str(row["policy"]),
+        profile=str(row["profile"]),
+        capacity_blocks=int(row["capacity_blocks"]),
+        current=current,
+        baseline=base_value,
+        checks=tuple(checks),
+    )
+
+
+def _check_comparable(row: Mapping[str, Any], baseline: Baseline) -> None:
+    mismatched = [
+        f"{k} {getattr(baseline, k)} (baseline) vs {row.get(k)} (now)"
+        for k in _SETTINGS
+        if str(getattr(baseline, k)) != str(row.get(k))
+    ]
+    if mismatched:
+        raise UsageError(
+            "the baseline was taken under other settings: " + "; ".join(mismatched)
+            + ". Gate with the baseline's settings, or record a new one with --update-baseline"
+        )
+
+
+# -- baseline file --------------------------------------------------------------------------
+
+
+def baseline_from_row(row: Mapping[str, Any], trace: str = "") -> Baseline:
+    clean = {k: _jsonable(v) for k, v in sorted(row.items())}
+    return Baseline(
+        policy=str(row["policy"]),
+        profile=str(row["profile"]),
+        capacity_blocks=int(row["capacity_blocks"]),
+        block_size=int(row["block_size"]),
+        row=clean,
+        trace=trace,
+    )
+
+
+def write_baseline(baseline: Baseline, path: str | Path) -> None:
+    """Atomic, deterministic JSON (sorted keys), so a re-recorded baseline diffs cleanly."""
+    write_json({"kvern_baseline": BASELINE_VERSION, **asdict(baseline)}, path)
+
+
+def read_baseline(path: str | Path) -> Baseline:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no baseline file; record one with --update-baseline", path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not a JSON baseline ({e})", path) from None
+    if not isinstance(raw, dict) or raw.get("kvern_baseline") != BASELINE_VERSION:
+        raise InputError(f"not a kvern baseline (version {BASELINE_VERSION} expected)", path)
+    try:
+        return Baseline(
+            policy=str(raw["policy"]),
+            profile=str(raw["profile"]),
+            capacity_blocks=int(raw["capacity_blocks"]),
+            block_size=int(raw["block_size"]),
+            row=dict(raw["row"]),
+            trace=str(raw.get("trace", "")),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"baseline lacks or garbles a field ({e})", path) from None
+
+
+def _jsonable(v: Any) -> Any:
+    """numpy scalars -> Python numbers; NaN -> None (JSON has no NaN)."""
+    if hasattr(v, "item") and not isinstance(v, str | bytes):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
