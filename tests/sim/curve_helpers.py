@@ -23,7 +23,7 @@ def make_trace(requests: list[Request], block_size: int, model: str = "m") -> Tr
         "session_id": [None] * n,
         "prompt_tokens": [p for _, p in requests],
         "output_tokens": [None] * n,
-        "block_keys": [keys for keys, _ in requests],
+        "block_keys": pa.array([keys for keys, _ in requests], pa.list_(pa.uint64())),
         "token_ids": [None] * n,
     })
     meta = TraceMeta(block_size=block_size, source="test", format="test")
