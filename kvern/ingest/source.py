@@ -1,0 +1,109 @@
+"""Open a request log and yield its JSON lines, whatever the compression.
+
+``.gz`` and ``.zst`` are recognized by their magic bytes, not the file name, so a renamed
+file still reads. Lines stream in constant memory; progress advances by the compressed bytes
+consumed, which is the only size known up front.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+from kvern.errors import InputError
+from kvern.report.console import NULL_OUTPUT, Output
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_BINARY_PROBE = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One non-blank line of a log: its 1-based number and its parsed JSON object."""
+
+    number: int
+    obj: dict[str, Any]
+
+
+def _open_text(raw: IO[bytes], path: Path) -> IO[bytes]:
+    head = raw.read(4)
+    raw.seek(0)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if head.startswith(_ZSTD_MAGIC):
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+    return raw
+
+
+def _check_not_binary(first: bytes, path: Path) -> None:
+    if b"\x00" in first:
+        raise InputError("looks like a binary file, not a JSONL request log", path)
+    try:
+        first.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # A multi-byte character cut at the probe's end is fine; anything earlier is not text.
+        if e.start < len(first) - 4:
+            raise InputError("not UTF-8 text; expected a JSONL request log", path) from None
+
+
+def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputError]:
+    """Yield each non-blank line parsed as a JSON object, or the ``InputError`` that it is.
+
+    Errors about single lines are yielded, not raised, so the caller decides whether to skip
+    them (``--skip-invalid``). Errors about the whole file (missing, empty, binary) raise.
+    """
+    try:
+        size = path.stat().st_size
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a request log", path) from None
+    with raw:
+        try:
+            stream = io.BufferedReader(_open_text(raw, path))  # type: ignore[arg-type]
+            first = stream.peek(_BINARY_PROBE)[:_BINARY_PROBE]
+        except (OSError, EOFError, zstandard.ZstdError) as e:
+            raise InputError(f"cannot decompress: {e}", path) from None
+        _check_not_binary(first, path)
+        seen_any = False
+        with out.progress(f"reading {path.name}", total=size or None) as advance:
+            pos = 0
+            for number, line in enumerate(_safe_lines(stream, path), start=1):
+                if number % 1024 == 0:
+                    now = raw.tell()
+                    advance(now - pos)
+                    pos = now
+                if not line.strip():
+                    continue
+                seen_any = True
+                yield _parse(line, number, path)
+        if not seen_any:
+            raise InputError("empty log: no request lines", path)
+
+
+def _safe_lines(stream: IO[bytes], path: Path) -> Iterator[bytes]:
+    try:
+        yield from stream
+    except (OSError, EOFError, zstandard.ZstdError) as e:
+        raise InputError(f"cannot decompress (truncated or corrupt file?): {e}", path) from None
+
+
+def _parse(line: bytes, number: int, path: Path) -> Line | InputError:
+    try:
+        obj = json.loads(line)
+    except UnicodeDecodeError:
+        return InputError("not valid UTF-8", path, number)
+    except json.JSONDecodeError as e:
+        return InputError(f"bad JSON: {e.msg} (column {e.colno})", path, number)
+    if not isinstance(obj, dict):
+        return InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
+    return Line(number, obj)
