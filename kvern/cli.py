@@ -69,6 +69,40 @@ def _output(json_mode: bool = False, quiet: bool = False) -> Any:
 
 
 # -- ingest (issue 2) ----------------------------------------------------------------------
+TraceOutOpt = Annotated[Path | None, typer.Option("--output", "-o", help="write the trace here (Parquet)")]
+BlockSizeOpt = Annotated[int | None, typer.Option("--block-size", help="tokens per block for tokenized logs")]
+TraceBlockSizeOpt = Annotated[int | None, typer.Option(
+    "--trace-block-size", help="tokens per hash id in Mooncake traces (default 512)")]
+
+
+@app.callback()
+def _commands() -> None:
+    """Trace analyzer and replay simulator for LLM prefix (KV) caching."""
+    # Keeps `kvern ingest …` a subcommand even while it is the only command.
+
+
+@app.command()
+@boundary
+def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
+           model: ModelOpt = None, block_size: BlockSizeOpt = None,
+           trace_block_size: TraceBlockSizeOpt = None,
+           skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+           no_normalize: NoNormalizeOpt = False, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Read a request log into the canonical trace and show what any prefix cache could reach."""
+    from kvern.config import load_config
+    from kvern.ingest.pipeline import load_trace, with_block_sizes
+    from kvern.ingest.stats import summarize
+    from kvern.ingest.table import summary_table
+    from kvern.ingest.trace import write_trace
+
+    out = _output(json_mode, quiet)
+    cfg = with_block_sizes(load_config(config), block_size=block_size, trace_block_size=trace_block_size)
+    trace = load_trace(log, cfg, fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache,
+                       no_normalize=no_normalize, model=model, out=out)
+    if output is not None:
+        write_trace(trace, output)
+    summary = summarize(trace)
+    out.result(summary_table(summary), summary.to_dict())
 
 # -- replay / compare (issue 3; replay --backend: issue 5) ---------------------------------
 

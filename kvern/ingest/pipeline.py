@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from kvern.config import Config
-from kvern.errors import InputError, KvernError
+from kvern.errors import InputError, KvernError, UsageError
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_format, open_reader
@@ -91,6 +91,21 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
                      tokenizers=dict(sorted(conv.tokenizer_names.items())), normalized=conv.normalized,
                      skipped_lines=skipped)
     return Trace(rows.table(with_tokens=conv.fmt not in HASH_ID_FORMATS), meta)
+
+
+def with_block_sizes(cfg: Config, *, block_size: int | None = None,
+                     trace_block_size: int | None = None) -> Config:
+    """``cfg`` with the block-size flags (``--block-size``, ``--trace-block-size``) applied."""
+    update = {}
+    for flag, key, value in (("--block-size", "block_size", block_size),
+                             ("--trace-block-size", "trace_block_size", trace_block_size)):
+        if value is not None:
+            if value <= 0:
+                raise UsageError(f"{flag} must be a positive number of tokens, got {value}")
+            update[key] = value
+    if not update:
+        return cfg
+    return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update=update)})
 
 
 # -- one request -> one row ----------------------------------------------------------------
@@ -220,4 +235,4 @@ class _Rows:
         )
 
 
-__all__ = ["HASH_IDS", "ingest", "load_trace"]
+__all__ = ["HASH_IDS", "ingest", "load_trace", "with_block_sizes"]

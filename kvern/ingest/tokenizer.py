@@ -80,8 +80,14 @@ def tokenizer_for_model(cfg: Config, model: str) -> tuple[str, object]:
 
 # -- loading --------------------------------------------------------------------------------
 
+def _quiet_transformers() -> None:
+    # transformers advises installing PyTorch on import; kvern needs only its tokenizers.
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
 @functools.lru_cache(maxsize=16)
 def _load(name: str):  # type: ignore[no-untyped-def]
+    _quiet_transformers()
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     if name == QWEN25:
@@ -110,6 +116,7 @@ def _load(name: str):  # type: ignore[no-untyped-def]
 # -- building kvern:qwen2.5 -----------------------------------------------------------------
 
 def _build_qwen25(folder: Path) -> None:
+    _quiet_transformers()
     from tokenizers import AddedToken, normalizers
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
