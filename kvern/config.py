@@ -95,6 +95,7 @@ class LiveConfig(_Strict):
     api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the key")
     timeout_s: float = Field(default=60.0, gt=0)
     retries: int = Field(default=2, ge=0)
+    backoff_s: float = Field(default=0.5, gt=0, description="first retry back-off; doubles per retry")
     default_max_tokens: int = Field(default=16, gt=0)
 
 

@@ -1,0 +1,226 @@
+"""One streamed request to an OpenAI-compatible server, with retries and back-off.
+
+Each attempt streams (``stream: true`` with ``stream_options.include_usage``), so the time to
+the first token is the time to the first chunk that carries generated text, and the usage
+(``prompt_tokens_details.cached_tokens``) arrives in the last chunk. llama.cpp also sends its
+``timings`` (``cache_n``, ``prompt_n``) there. A failed attempt is retried when a retry can
+help (no connection, a timeout, a cut stream, HTTP 408/429/5xx) after an exponential back-off
+with jitter, or after the server's ``Retry-After`` when that is longer. Nothing here prints and
+the API key never leaves the request headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 10.0
+ERROR_TEXT_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRequest:
+    """A request ready to send: which trace row it replays and the body to POST."""
+
+    row: int
+    request_id: str
+    model: str
+    session_id: str | None
+    path: str
+    """``/v1/chat/completions`` or ``/v1/completions``."""
+    body: dict[str, Any]
+    prompt_tokens: int
+    """Prompt length in the trace (after kvern's chat template)."""
+    max_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    timeout_s: float
+    """Whole-attempt deadline: connect, prompt processing and the full stream."""
+    retries: int
+    backoff_s: float = 0.5
+    """First back-off; it doubles per retry, up to ``MAX_BACKOFF_S``, with up to 25% jitter."""
+
+    def delay(self, retry: int, rng: random.Random, retry_after: float | None) -> float:
+        base = min(self.backoff_s * 2**retry, MAX_BACKOFF_S)
+        wait = base * (1.0 + 0.25 * rng.random())
+        return max(wait, min(retry_after, MAX_BACKOFF_S)) if retry_after else wait
+
+
+@dataclass(slots=True)
+class LiveResult:
+    """What happened to one request; times are seconds from the start of the run."""
+
+    row: int
+    request_id: str
+    model: str
+    session_id: str | None
+    endpoint: str
+    prompt_tokens: int
+    max_tokens: int
+    scheduled_s: float | None
+    sent_s: float
+    """When the first attempt was handed to the HTTP client."""
+    done_s: float = float("nan")
+    ttft_s: float | None = None
+    """Send of the last attempt to its first generated text."""
+    e2e_s: float | None = None
+    """Send of the first attempt to the end of the last (back-off included)."""
+    status: int = 0
+    """HTTP status of the last attempt; 0 when no response came (refused, timed out)."""
+    ok: bool = False
+    error: str | None = None
+    retries: int = 0
+    server_prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    timings_cache_n: int | None = None
+    timings_prompt_n: int | None = None
+    finish_reason: str | None = None
+    connect_failed: bool = field(default=False, repr=False)
+    """The last attempt never reached the server (for dead-backend detection)."""
+
+
+class AttemptError(Exception):
+    def __init__(self, message: str, status: int = 0, *, retriable: bool = True,
+                 retry_after: float | None = None, connect: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retriable = retriable
+        self.retry_after = retry_after
+        self.connect = connect
+
+
+@dataclass(slots=True)
+class _Stream:
+    first_token_at: float | None = None
+    usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+    finish_reason: str | None = None
+
+
+async def send(client: httpx.AsyncClient, req: LiveRequest, policy: RetryPolicy, t0: float,
+               scheduled_s: float | None, headers: dict[str, str]) -> LiveResult:
+    """Send ``req`` (retrying as the policy allows); never raises for a failed request."""
+    start = time.perf_counter()
+    res = LiveResult(row=req.row, request_id=req.request_id, model=req.model, session_id=req.session_id,
+                     endpoint=req.path, prompt_tokens=req.prompt_tokens, max_tokens=req.max_tokens,
+                     scheduled_s=scheduled_s, sent_s=start - t0)
+    rng = random.Random(req.row)
+    for attempt in range(policy.retries + 1):
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(policy.timeout_s):
+                stream = await _attempt(client, req, headers)
+        except AttemptError as e:
+            res.status, res.error, res.connect_failed = e.status, e.message, e.connect
+            if not e.retriable or attempt == policy.retries:
+                break
+            res.retries += 1
+            await asyncio.sleep(policy.delay(attempt, rng, e.retry_after))
+            continue
+        except TimeoutError:
+            res.status, res.connect_failed = 0, False
+            res.error = f"no complete response within --timeout {policy.timeout_s:g}s"
+            if attempt == policy.retries:
+                break
+            res.retries += 1
+            await asyncio.sleep(policy.delay(attempt, rng, None))
+            continue
+        _fill(res, stream, sent)
+        break
+    end = time.perf_counter()
+    res.done_s = end - t0
+    res.e2e_s = end - start
+    return res
+
+
+def _fill(res: LiveResult, stream: _Stream, sent: float) -> None:
+    res.ok, res.status, res.error, res.connect_failed = True, 200, None, False
+    res.ttft_s = None if stream.first_token_at is None else stream.first_token_at - sent
+    res.finish_reason = stream.finish_reason
+    usage = stream.usage or {}
+    res.server_prompt_tokens = _int(usage.get("prompt_tokens"))
+    res.completion_tokens = _int(usage.get("completion_tokens"))
+    details = usage.get("prompt_tokens_details") or {}
+    res.cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
+    timings = stream.timings or {}
+    res.timings_cache_n = _int(timings.get("cache_n"))
+    res.timings_prompt_n = _int(timings.get("prompt_n"))
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+async def _attempt(client: httpx.AsyncClient, req: LiveRequest, headers: dict[str, str]) -> _Stream:
+    try:
+        async with client.stream("POST", req.path, json=req.body, headers=headers) as resp:
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")[:ERROR_TEXT_CHARS]
+                raise AttemptError(f"HTTP {resp.status_code}: {text.strip()}", resp.status_code,
+                                   retriable=resp.status_code in RETRIABLE_STATUS,
+                                   retry_after=_retry_after(resp))
+            return await _read_stream(resp)
+    except httpx.ConnectError as e:
+        raise AttemptError(f"cannot connect: {e}", connect=True) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+        raise AttemptError(f"stream cut: {type(e).__name__}: {e}") from None
+    except httpx.TransportError as e:
+        raise AttemptError(f"transport error: {type(e).__name__}: {e}") from None
+
+
+async def _read_stream(resp: httpx.Response) -> _Stream:
+    out = _Stream()
+    done = False
+    async for line in resp.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            done = True
+            break
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise AttemptError(f"bad stream chunk: {data[:80]!r}", 200) from None
+        if not isinstance(chunk, dict):
+            continue
+        if "error" in chunk:
+            raise AttemptError(f"error in stream: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}", 200)
+        for choice in chunk.get("choices") or []:
+            if out.first_token_at is None and _has_text(choice):
+                out.first_token_at = time.perf_counter()
+            if choice.get("finish_reason"):
+                out.finish_reason = choice["finish_reason"]
+        if chunk.get("usage"):
+            out.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            out.timings = chunk["timings"]
+    if not done:
+        raise AttemptError("stream cut: ended before [DONE]", 200)
+    return out
+
+
+def _has_text(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+    return bool(choice.get("text"))
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    raw = resp.headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None

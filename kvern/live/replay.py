@@ -1,0 +1,167 @@
+"""``kvern replay TRACE --backend URL``: replay a trace live, then reconcile with the simulation.
+
+Writes to the output folder: ``live.parquet`` (one row per request, kept valid and marked
+partial while the run goes on), ``reconcile.parquet`` (predicted against observed, per
+request, with the cause of each gap), ``live_summary.json`` and ``ttft_vs_cached.png``. A run
+that is interrupted or loses its backend still writes all of them from what finished, then
+raises ``Interrupted`` (exit 130) or ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import numpy as np
+
+from kvern.config import Config
+from kvern.errors import BackendError, Interrupted, UsageError
+from kvern.ingest.pipeline import load_trace
+from kvern.live.bodies import build_requests
+from kvern.live.chart import ttft_chart
+from kvern.live.client import RetryPolicy
+from kvern.live.pacing import pacing_from_flags, schedule
+from kvern.live.reconcile import predict_llamacpp, predict_with_profile, reconcile, served_order
+from kvern.live.runner import LiveRun, LiveSettings, replay
+from kvern.live.sink import LiveSink, results_table
+from kvern.report.atomic import write_json, write_parquet
+from kvern.report.console import NULL_OUTPUT, Output
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    backend: str
+    output_dir: Path
+    speedup: float | None = None
+    rate: str | None = None
+    concurrency: int | None = None
+    max_requests: int | None = None
+    duration_s: float | None = None
+    timeout_s: float | None = None
+    retries: int | None = None
+    served_model: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    profile: str = "vllm"
+    policy: str = "lru"
+    capacity_blocks: int = 100_000
+    fmt: str | None = None
+    skip_invalid: bool = False
+    no_cache: bool = False
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveReport:
+    summary: dict[str, Any]
+    output_dir: Path
+    run: LiveRun
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, safe to write down."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NULL_OUTPUT) -> LiveReport:
+    backend = opts.backend.rstrip("/")
+    if urlsplit(backend).scheme not in ("http", "https"):
+        raise UsageError(f"--backend {public_url(backend)}: expected an http:// or https:// URL")
+    if opts.max_requests is not None and opts.max_requests < 1:
+        raise UsageError("--max-requests must be at least 1")
+    pacing = pacing_from_flags(opts.speedup, opts.rate, opts.concurrency)
+    retry = RetryPolicy(timeout_s=opts.timeout_s or cfg.live.timeout_s,
+                        retries=cfg.live.retries if opts.retries is None else opts.retries,
+                        backoff_s=cfg.live.backoff_s)
+    if retry.retries < 0 or retry.timeout_s <= 0:
+        raise UsageError("--retries must be ≥ 0 and --timeout > 0")
+    api_key = opts.api_key or os.environ.get(cfg.live.api_key_env) or None
+
+    trace = load_trace(trace_path, cfg, fmt=opts.fmt, skip_invalid=opts.skip_invalid,
+                       no_cache=opts.no_cache, model=opts.model, out=out)
+    requests = build_requests(trace, trace_path, default_max_tokens=cfg.live.default_max_tokens,
+                              served_model=opts.served_model, out=out)[: opts.max_requests]
+    arrival = trace.table.column("arrival_s").to_numpy()[: len(requests)]
+    offsets = schedule(pacing, arrival)
+    props = server_props(backend, api_key)
+    meta = {"backend": public_url(backend), "trace": trace_path.name, "pacing": pacing.describe(),
+            "profile": opts.profile, "requests_planned": len(requests)}
+    sink = LiveSink(opts.output_dir / "live.parquet", meta)
+    out.info(f"replaying {len(requests)} requests against {public_url(backend)} ({pacing.describe()})")
+    settings = LiveSettings(backend=backend, pacing=pacing, retry=retry, duration_s=opts.duration_s,
+                            api_key=api_key)
+    interrupted = False
+    try:
+        run = replay(requests, offsets, settings, sink, out)
+    except KeyboardInterrupt:
+        interrupted = True
+        run = LiveRun(results=sink.results, stop_reason="interrupted")
+    summary = _finish(trace, run, sink, opts, props, out)
+    report = LiveReport(summary, opts.output_dir, run)
+    done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
+    if interrupted:
+        raise Interrupted(f"interrupted: {done}")
+    if run.partial:
+        raise BackendError(f"{run.stop_reason}: {done}")
+    return report
+
+
+def server_props(backend: str, api_key: str | None) -> dict[str, Any] | None:
+    """llama-server's ``GET /props`` (slot count, context), or None for other servers."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        resp = httpx.get(backend + "/props", headers=headers, timeout=5.0)
+        data = resp.json() if resp.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _finish(trace: Any, run: LiveRun, sink: LiveSink, opts: LiveOptions,
+            props: dict[str, Any] | None, out: Output) -> dict[str, Any]:
+    live = results_table(run.results, sink.meta)
+    order = served_order(live)
+    if opts.profile == "llamacpp":
+        slots = int((props or {}).get("total_slots") or 1)
+        if props is None:
+            out.warn("the backend has no llama.cpp /props; predicting with one slot")
+        predicted = predict_llamacpp(trace, live, order, slots)
+        block_size = 1
+    else:
+        predicted = predict_with_profile(trace, live, order, opts.profile, opts.policy, opts.capacity_blocks)
+        block_size = trace.meta.block_size
+    rec = reconcile(trace, live, predicted, order, block_size)
+    write_parquet(rec.table, opts.output_dir / "reconcile.parquet")
+    summary = {**rec.summary, "profile": opts.profile, "backend": sink.meta["backend"],
+               "pacing": sink.meta["pacing"], "partial": run.partial, "stop_reason": run.stop_reason,
+               "wall_s": round(run.wall_s, 3), **_latency(live)}
+    if run.server_cache is not None:
+        summary["server_metrics_engine"] = run.server_cache.engine
+        summary["server_token_hit_rate"] = run.server_cache.hit_rate
+    write_json(summary, opts.output_dir / "live_summary.json")
+    ttft_chart(live, opts.output_dir / "ttft_vs_cached.png",
+               f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})")
+    return summary
+
+
+def _latency(live: Any) -> dict[str, Any]:
+    def floats(name: str) -> np.ndarray:
+        return np.asarray(live.column(name).to_numpy(zero_copy_only=False), dtype=float)  # nulls -> NaN
+
+    ttft, e2e, sched = floats("ttft_s"), floats("e2e_s"), floats("scheduled_s")
+    sent = live.column("sent_s").to_numpy() if live.num_rows else np.array([])
+    lag = (sent - sched)[np.isfinite(sched)] * 1000.0
+
+    def pct(a: np.ndarray, q: float, scale: float = 1000.0) -> float | None:
+        a = a[np.isfinite(a)]
+        return round(float(np.percentile(a, q)) * scale, 3) if len(a) else None
+
+    return {"ttft_p50_ms": pct(ttft, 50), "ttft_p99_ms": pct(ttft, 99), "e2e_p50_ms": pct(e2e, 50),
+            "e2e_p99_ms": pct(e2e, 99), "send_lag_p99_ms": pct(lag, 99, 1.0),
+            "retries": int(sum(live.column("retries").to_pylist()))}

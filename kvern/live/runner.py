@@ -1,0 +1,135 @@
+"""The replay loop: send each request at its scheduled time, collect and flush the results.
+
+One dispatcher walks the requests in trace order, waits for each one's send time (when paced)
+and for a free place (when ``--concurrency`` caps the requests in flight), and starts it as a
+task; each task records its result in the sink as it finishes. The run stops early, keeping
+what finished, when ``--duration`` is over, when the backend is unreachable for
+``dead_after`` requests in a row, or on Ctrl-C (the in-flight requests are cancelled then and
+do not appear in the results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from kvern.live.client import LiveRequest, LiveResult, RetryPolicy, send
+from kvern.live.pacing import Pacing, sleep_until
+from kvern.live.prometheus import ServerCacheStats, cache_stats, scrape
+from kvern.live.sink import LiveSink
+from kvern.report.console import NULL_OUTPUT, Output
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    backend: str
+    pacing: Pacing
+    retry: RetryPolicy
+    duration_s: float | None = None
+    api_key: str | None = field(default=None, repr=False)
+    dead_after: int = 3
+    """Stop when this many requests in a row could not reach the server (after retries)."""
+
+
+@dataclass(slots=True)
+class LiveRun:
+    results: list[LiveResult]
+    stop_reason: str | None = None
+    """None when every request was sent; else why the run ended early."""
+    server_cache: ServerCacheStats | None = None
+    wall_s: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        return self.stop_reason is not None and self.stop_reason != "duration"
+
+
+@dataclass(slots=True)
+class _State:
+    run: LiveRun
+    consecutive_unreachable: int = 0
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def replay(requests: list[LiveRequest], offsets: list[float | None], settings: LiveSettings,
+           sink: LiveSink, out: Output = NULL_OUTPUT) -> LiveRun:
+    """Replay ``requests`` at ``offsets`` (seconds from the start; ``None`` = as soon as possible).
+
+    Ctrl-C raises ``KeyboardInterrupt`` after the finished results are flushed as partial.
+    """
+    run = LiveRun(results=sink.results)
+    t_start = time.perf_counter()
+    try:
+        asyncio.run(_replay(requests, offsets, settings, sink, run, out))
+    except KeyboardInterrupt:
+        run.stop_reason = "interrupted"
+        raise
+    finally:
+        run.wall_s = time.perf_counter() - t_start
+        sink.flush(partial=run.partial, stop_reason=run.stop_reason)
+    return run
+
+
+async def _replay(requests: list[LiveRequest], offsets: list[float | None], settings: LiveSettings,
+                  sink: LiveSink, run: LiveRun, out: Output) -> None:
+    state = _State(run)
+    headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+    cap = settings.pacing.concurrency
+    slots = asyncio.Semaphore(cap) if cap else None
+    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap or 64)
+    timeout = httpx.Timeout(settings.retry.timeout_s)
+    async with httpx.AsyncClient(base_url=settings.backend, timeout=timeout, limits=limits) as client:
+        before = await scrape(client, headers)
+        tasks: set[asyncio.Task[None]] = set()
+        with out.progress("replaying", total=len(requests)) as advance:
+
+            async def one(req: LiveRequest, sched: float | None, t0: float) -> None:
+                try:
+                    res = await send(client, req, settings.retry, t0, sched, headers)
+                finally:
+                    if slots is not None:
+                        slots.release()
+                _record(state, sink, res, settings.dead_after)
+                advance(1)
+
+            try:
+                t0 = time.perf_counter()
+                for req, sched in zip(requests, offsets, strict=True):
+                    if settings.duration_s is not None and (
+                        (sched or 0.0) >= settings.duration_s
+                        or time.perf_counter() - t0 >= settings.duration_s
+                    ):
+                        run.stop_reason = "duration"
+                        break
+                    if sched is not None:
+                        await sleep_until(t0 + sched)
+                    if slots is not None:
+                        await slots.acquire()
+                    if state.stop.is_set():
+                        break
+                    task = asyncio.create_task(one(req, sched, t0))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                stopper = asyncio.create_task(state.stop.wait())
+                tasks.add(stopper)
+                while len(tasks) > 1 and not state.stop.is_set():
+                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in list(tasks):
+                    task.cancel()
+                with contextlib.suppress(BaseException):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+        after = await scrape(client, headers)
+        run.server_cache = cache_stats(before, after)
+
+
+def _record(state: _State, sink: LiveSink, res: LiveResult, dead_after: int) -> None:
+    sink.add(res)
+    state.consecutive_unreachable = state.consecutive_unreachable + 1 if res.connect_failed else 0
+    if state.consecutive_unreachable >= dead_after and not state.stop.is_set():
+        state.run.stop_reason = f"backend unreachable ({dead_after} requests in a row could not connect)"
+        state.stop.set()

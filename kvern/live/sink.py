@@ -1,0 +1,95 @@
+"""``live.parquet``: one row per replayed request, kept valid on disk while the run goes on.
+
+Every flush rewrites the whole file atomically (``report/atomic.py``), so at any moment the
+file on disk is a complete Parquet table: the rows finished so far, marked ``partial`` in the
+schema metadata until the run ends cleanly. Flushes are throttled (``flush_every_s``) so that
+a fast run does not spend its time rewriting; a run that is interrupted or loses its backend
+flushes once more before it stops, so only a hard kill can lose the last interval's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kvern.errors import InputError
+from kvern.live.client import LiveResult
+from kvern.report.atomic import write_parquet
+
+LIVE_SCHEMA = pa.schema([
+    pa.field("row", pa.int64(), nullable=False),
+    pa.field("request_id", pa.string(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("session_id", pa.string()),
+    pa.field("endpoint", pa.string(), nullable=False),
+    pa.field("prompt_tokens", pa.int32(), nullable=False),
+    pa.field("max_tokens", pa.int32(), nullable=False),
+    pa.field("scheduled_s", pa.float64()),
+    pa.field("sent_s", pa.float64(), nullable=False),
+    pa.field("done_s", pa.float64(), nullable=False),
+    pa.field("ttft_s", pa.float64()),
+    pa.field("e2e_s", pa.float64()),
+    pa.field("status", pa.int32(), nullable=False),
+    pa.field("ok", pa.bool_(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("retries", pa.int32(), nullable=False),
+    pa.field("server_prompt_tokens", pa.int32()),
+    pa.field("completion_tokens", pa.int32()),
+    pa.field("cached_tokens", pa.int32()),
+    pa.field("timings_cache_n", pa.int32()),
+    pa.field("timings_prompt_n", pa.int32()),
+    pa.field("finish_reason", pa.string()),
+])
+_META_KEY = b"kvern.live"
+_FIELDS = [f.name for f in fields(LiveResult) if f.name in LIVE_SCHEMA.names]
+
+
+def results_table(results: list[LiveResult], meta: dict[str, Any]) -> pa.Table:
+    """Rows in trace order (``row``), with ``meta`` (run settings, ``partial``) attached."""
+    ordered = sorted(results, key=lambda r: r.row)
+    cols = {name: [getattr(r, name) for r in ordered] for name in _FIELDS}
+    table = pa.table(cols, schema=LIVE_SCHEMA)
+    return table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+
+def read_live(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
+    """Read ``live.parquet`` and its run metadata (``partial`` says whether the run finished)."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"not a readable Parquet file ({e})", path) from None
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise InputError("not a kvern live-replay table (no kvern.live metadata)", path)
+    return table, json.loads(raw)
+
+
+class LiveSink:
+    """Collects results as requests finish and keeps ``path`` a valid, current Parquet file."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], flush_every_s: float = 1.0) -> None:
+        self.path = path
+        self.meta = dict(meta)
+        self.flush_every_s = flush_every_s
+        self.results: list[LiveResult] = []
+        self._last_flush = float("-inf")
+
+    def add(self, result: LiveResult) -> None:
+        self.results.append(result)
+        if time.perf_counter() - self._last_flush >= self.flush_every_s:
+            self.flush(partial=True)
+
+    def flush(self, *, partial: bool, **extra: Any) -> None:
+        self.meta.update(extra, partial=partial, requests_done=len(self.results))
+        write_parquet(results_table(self.results, self.meta), self.path)
+        self._last_flush = time.perf_counter()
+
+
+def result_dicts(results: list[LiveResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]
