@@ -1,0 +1,140 @@
+"""Charts of a run (PNG, Matplotlib's Agg backend), each titled with trace, profile, capacity.
+
+* ``policies.png``: token hit rate per policy at each capacity, and the prefill time saved
+  (or cached tokens where the geometry is unknown): the ranking at a glance, best marked.
+* ``capacity.png`` (several capacities): token hit rate against capacity per policy, Belady
+  drawn as the dashed ceiling.
+* ``timeline.png``: token hit rate over the trace's time at the largest capacity, per policy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow.compute as pc
+
+from kvern.report.atomic import atomic_path
+from kvern.report.tables import best_policies
+from kvern.sim.run import RunResult
+
+_COLORS = {"lru": "#1f77b4", "fifo": "#8c564b", "lfu": "#2ca02c", "cost": "#ff7f0e", "belady": "#555555"}
+_TIME_BINS = 48
+
+
+def write_charts(result: RunResult, folder: Path) -> list[Path]:
+    rows = result.summary.to_pylist()
+    paths = [_save(_policies(result, rows), folder / "policies.png")]
+    if len(result.capacities) > 1:
+        paths.append(_save(_capacity(result, rows), folder / "capacity.png"))
+    paths.append(_save(_timeline(result, rows), folder / "timeline.png"))
+    return paths
+
+
+def _title(result: RunResult, what: str) -> str:
+    return f"{what}\n{result.trace_name or 'trace'} · profile {result.profile}"
+
+
+def _color(policy: str, i: int) -> str:
+    return _COLORS.get(policy, f"C{i}")
+
+
+def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
+    caps = [s.label for s in result.capacities]
+    pols = result.policies
+    by = {(r["policy"], r["capacity"]): r for r in rows}
+    best = best_policies(rows)
+    savings_known = all(r["time_saved_s"] is not None for r in rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    width = 0.8 / len(pols)
+    x = np.arange(len(caps))
+    for panel, ax in enumerate(axes):
+        for i, pol in enumerate(pols):
+            if panel == 0:
+                vals = [by[(pol, c)]["token_hit_rate"] * 100 for c in caps]
+            elif savings_known:
+                vals = [by[(pol, c)]["time_saved_s"] for c in caps]
+            else:
+                vals = [by[(pol, c)]["cached_tokens"] / 1e6 for c in caps]
+            bars = ax.bar(x + (i - (len(pols) - 1) / 2) * width, vals, width, label=pol,
+                          color=_color(pol, i), hatch="//" if pol == "belady" else None,
+                          alpha=0.55 if pol == "belady" else 1.0)
+            for c_i, c in enumerate(caps):
+                if best.get(c) == pol:
+                    bar = bars[c_i]
+                    ax.annotate("★", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                ha="center", va="bottom", fontsize=13, color="black")
+        ax.set_xticks(x, [f"{c}\n({by[(pols[0], c)]['capacity_blocks']:,} blocks)" for c in caps])
+        ax.set_xlabel("capacity")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    axes[0].set_ylabel("token hit rate (%)")
+    axes[0].set_title("token hit rate (★ best online policy)")
+    if savings_known:
+        axes[1].set_ylabel("prefill time saved (s)")
+        axes[1].set_title("estimated prefill time saved")
+    else:
+        axes[1].set_ylabel("cached tokens (millions)")
+        axes[1].set_title("cached tokens (savings n/a: no model geometry)")
+    axes[0].legend(title="policy", fontsize=9)
+    fig.suptitle(_title(result, "Policy comparison"), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _capacity(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, pol in enumerate(result.policies):
+        pts = sorted((r["capacity_blocks"], r["token_hit_rate"] * 100) for r in rows if r["policy"] == pol)
+        xs, ys = zip(*pts, strict=True)
+        if pol == "belady":
+            ax.plot(xs, ys, "--", color="black", lw=2, label="belady (offline ceiling)")
+        else:
+            ax.plot(xs, ys, "o-", color=_color(pol, i), label=pol)
+    ax.set_xscale("log")
+    ax.set_xlabel("capacity (blocks, log scale)")
+    ax.set_ylabel("token hit rate (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="policy")
+    ax.set_title(_title(result, "Hit rate against capacity"), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _timeline(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
+    table = result.requests
+    largest = max(rows, key=lambda r: r["capacity_blocks"])["capacity"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    arrival = table.column("arrival_s").to_numpy()
+    span = float(arrival.max() - arrival.min()) if len(arrival) else 0.0
+    edges = np.linspace(float(arrival.min()), float(arrival.min()) + max(span, 1e-9), _TIME_BINS + 1)
+    for i, pol in enumerate(result.policies):
+        sub = table.filter(pc.and_(pc.equal(table.column("policy"), pol),
+                                   pc.equal(table.column("capacity"), largest)))
+        t = sub.column("arrival_s").to_numpy()
+        idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, _TIME_BINS - 1)
+        cached = np.bincount(idx, weights=sub.column("cached_tokens").to_numpy(), minlength=_TIME_BINS)
+        prompt = np.bincount(idx, weights=sub.column("prompt_tokens").to_numpy(), minlength=_TIME_BINS)
+        rate = np.divide(cached, prompt, out=np.full(_TIME_BINS, np.nan), where=prompt > 0) * 100
+        mids = (edges[:-1] + edges[1:]) / 2
+        style = "--" if pol == "belady" else "-"
+        ax.plot(mids, rate, style, color="black" if pol == "belady" else _color(pol, i), label=pol)
+    ax.set_xlabel("trace time (s since the first request)")
+    ax.set_ylabel("token hit rate (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="policy")
+    ax.set_title(_title(result, f"Hit rate over time at capacity {largest}"), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path

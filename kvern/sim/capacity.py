@@ -1,0 +1,125 @@
+"""Cache capacities from the command line (DESIGN.md §5, §11) into blocks.
+
+Grammar, one spec per comma-separated item: ``1000`` or ``1000 blocks`` (blocks, the
+default), ``64k tok`` / ``64ktok`` (tokens), ``8GiB`` / ``512MB`` (bytes of KV); ``k``/``M``/``G``
+multiply by 10³/10⁶/10⁹ (``Ki``/``Mi``/``Gi`` by 2¹⁰…). A range ``1k:1M`` (a unit after the
+upper end applies to both ends) gives ``points`` log-spaced capacities for sweeps.
+
+Tokens become blocks by flooring to whole blocks of the stream's ``block_size``; bytes go
+through the model's KV bytes per token (2 × layers × kv_heads × head_dim × dtype bytes), so
+a byte capacity needs ``models.<name>.geometry`` in the config.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from kvern.config import Config
+from kvern.errors import UsageError
+
+Unit = Literal["blocks", "tokens", "bytes"]
+
+_MULT = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+         "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_ITEM = re.compile(
+    r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<mult>ki|mi|gi|ti|k|m|g|t)?\s*(?P<unit>blocks?|tok(?:ens?)?|b|bytes?)?\s*$",
+    re.IGNORECASE)
+DEFAULT_POINTS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class CapacitySpec:
+    """One capacity as the user wrote it: ``value`` in ``unit``."""
+
+    value: int
+    unit: Unit
+    label: str
+
+    def blocks(self, block_size: int, kv_bytes_per_token: int | None, model: str) -> int:
+        if self.unit == "blocks":
+            n = self.value
+        elif self.unit == "tokens":
+            n = self.value // block_size
+        else:
+            if kv_bytes_per_token is None:
+                raise UsageError(f"--capacity {self.label}: a capacity in bytes needs the KV geometry of "
+                                 f"model {model!r}; set models.{model}.geometry in the config")
+            n = self.value // (kv_bytes_per_token * block_size)
+        if n < 1:
+            raise UsageError(f"--capacity {self.label}: less than one block of {block_size} tokens "
+                             f"for model {model!r}")
+        return int(n)
+
+
+def parse_capacity(text: str, points: int | None = None) -> list[CapacitySpec]:
+    """Parse ``"1000,10000"``, ``"64k tok"``, ``"8GiB"`` or a range ``"1k:1M"`` (``points`` specs)."""
+    if not text or not text.strip():
+        raise UsageError("--capacity: empty")
+    out: list[CapacitySpec] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if ":" in item:
+            out.extend(_range(item, points or DEFAULT_POINTS))
+        else:
+            out.append(_one(item, None))
+    seen: dict[tuple[int, str], CapacitySpec] = {}
+    for spec in out:
+        seen.setdefault((spec.value, spec.unit), spec)
+    return list(seen.values())
+
+
+def _one(item: str, default_unit: Unit | None) -> CapacitySpec:
+    m = _ITEM.match(item)
+    if not m:
+        raise UsageError(f"--capacity: cannot read {item!r} (try 1000, '64k tok', 8GiB or 1k:1M)")
+    mult_s = (m.group("mult") or "").lower()
+    unit_s = (m.group("unit") or "").lower()
+    if unit_s in ("b", "byte", "bytes"):
+        unit: Unit = "bytes"
+    elif unit_s.startswith("tok"):
+        unit = "tokens"
+    elif unit_s.startswith("block"):
+        unit = "blocks"
+    else:
+        unit = default_unit or ("bytes" if mult_s.endswith("i") else "blocks")
+    value = float(m.group("num")) * _MULT[mult_s]
+    if value < 1 or not value.is_integer():
+        raise UsageError(f"--capacity: {item!r} must be a whole, positive number of {unit}")
+    return CapacitySpec(int(value), unit, item)
+
+
+def _range(item: str, points: int) -> list[CapacitySpec]:
+    lo_s, _, hi_s = item.partition(":")
+    hi = _one(hi_s, None)
+    lo = _one(lo_s, hi.unit)
+    if lo.unit != hi.unit:
+        raise UsageError(f"--capacity {item}: both ends need the same unit")
+    if lo.value >= hi.value:
+        raise UsageError(f"--capacity {item}: the range must go from small to large")
+    if points < 2:
+        raise UsageError(f"--points: {points}; a range needs at least 2 points")
+    values = np.unique(np.round(np.geomspace(lo.value, hi.value, points)).astype(np.int64))
+    suffix = {"blocks": "", "tokens": " tok", "bytes": " B"}[hi.unit]
+    return [CapacitySpec(int(v), hi.unit, f"{int(v)}{suffix}") for v in values]
+
+
+def capacity_blocks(specs: list[CapacitySpec], cfg: Config, model: str, block_size: int) -> list[int]:
+    """Each spec in blocks of ``block_size`` tokens for ``model`` (bytes via its geometry)."""
+    geometry = cfg.model(model).geometry
+    per_token = None if geometry is None else geometry.kv_bytes_per_token
+    return [spec.blocks(block_size, per_token, model) for spec in specs]
+
+
+def human_bytes(n: float) -> str:
+    if n <= 0:
+        return "0 B"
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = min(int(math.log(n, 1024)), len(units) - 1)
+    return f"{n / 1024**i:.1f} {units[i]}"

@@ -1,0 +1,48 @@
+"""Eviction policies, one file each behind ``Policy`` (see ``base.py`` for the contract).
+
+``POLICIES`` maps a name to its class; ``make_policy("lfu", {"half_life": 100})`` builds one
+with parameters (defaults, then overrides; unknown keys fail). To add a policy: a new module
+with a ``Policy`` subclass that fills in ``bind`` and ``touch``, and a line in the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kvern.errors import UsageError
+from kvern.sim.policies.base import Policy, PolicyContext, Priority
+from kvern.sim.policies.belady import Belady
+from kvern.sim.policies.cost import Cost
+from kvern.sim.policies.fifo import FIFO
+from kvern.sim.policies.lfu import LFU
+from kvern.sim.policies.lru import LRU
+
+POLICIES: dict[str, type[Policy]] = {p.name: p for p in (LRU, FIFO, LFU, Cost, Belady)}
+
+
+def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
+    cls = POLICIES.get(name)
+    if cls is None:
+        raise UsageError(f"--policy: unknown policy {name!r} (one of {', '.join(POLICIES)})")
+    return cls(params)
+
+
+def parse_policy_list(text: str | list[str]) -> list[str]:
+    """``"lru,lfu"`` or a list -> validated names, in order, without repeats."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in POLICIES:
+            raise UsageError(f"--policies: unknown policy {name!r} (one of {', '.join(POLICIES)})")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UsageError("--policies: no policy given")
+    return out
+
+
+__all__ = ["POLICIES", "Policy", "PolicyContext", "Priority", "make_policy", "parse_policy_list"]

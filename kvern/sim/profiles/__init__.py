@@ -1,0 +1,22 @@
+"""Engine profiles (DESIGN.md §6): ``PROFILES`` maps a name to a ``Profile`` subclass.
+
+The interface and how to add a profile are documented in ``base.py``. Built in: ``vllm``
+(default; vLLM v1's BlockPool), ``sglang`` (SGLang's RadixCache) and ``ideal`` (pure prefix
+reuse).
+"""
+
+from __future__ import annotations
+
+from kvern.errors import UsageError
+from kvern.sim.profiles import ideal, llamacpp, sglang, vllm  # noqa: F401 - registers them
+from kvern.sim.profiles.base import PROFILES, Advance, Profile, register
+
+
+def get_profile(name: str) -> Profile:
+    cls = PROFILES.get(name)
+    if cls is None:
+        raise UsageError(f"--profile: unknown profile {name!r} (one of {', '.join(PROFILES)})")
+    return cls()
+
+
+__all__ = ["PROFILES", "Advance", "Profile", "get_profile", "register"]

@@ -1,0 +1,128 @@
+"""A run: every model × policy × capacity of one trace under one profile (DESIGN.md §7).
+
+This is what ``kvern replay``/``compare`` call, and the gate and sweep build on it. Each
+model has its own cache of the given capacity (a byte capacity is converted per model). The
+result carries the Arrow tables that ``kvern.report.write.write_report`` puts on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from kvern.config import Config
+from kvern.errors import UsageError
+from kvern.ingest.trace import Trace
+from kvern.report.console import NULL_OUTPUT, Output
+from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
+from kvern.sim.policies import POLICIES, parse_policy_list
+from kvern.sim.profiles import get_profile
+from kvern.sim.result import SimResult
+from kvern.sim.savings import attn_ratio
+from kvern.sim.simulate import check_supported, simulate
+from kvern.sim.stream import BlockStream, block_streams
+
+
+@dataclass(frozen=True)
+class RunResult:
+    trace_name: str
+    profile: str
+    policies: list[str]
+    capacities: list[CapacitySpec]
+    results: list[SimResult]
+    """One per model × policy × capacity, in that nesting order."""
+    summary: pa.Table
+    """One row per policy × capacity (all models together); columns in the README."""
+    requests: pa.Table
+    """One row per request × policy × capacity."""
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        return self.summary.to_pylist()
+
+
+def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
+                   capacities: Sequence[str | int] | str, profile: str,
+                   params: Mapping[str, Mapping[str, Any]] | None = None, points: int | None = None,
+                   out: Output = NULL_OUTPUT,
+                   streams: Mapping[str, BlockStream] | None = None) -> RunResult:
+    """Simulate ``trace`` for each policy × capacity under ``profile``.
+
+    ``capacities``: ints (blocks) or spec strings (``"1000,10000"``, ``"64k tok"``, ``"8GiB"``,
+    ``"1k:1M"`` with ``points``). ``params``: per-policy overrides, e.g. ``{"lfu": {"half_life": 50}}``.
+    ``streams`` may pass ``block_streams(trace)`` when the caller already has them.
+    """
+    from kvern.report.metrics import requests_table, summary_table
+
+    names = parse_policy_list(policies if isinstance(policies, str) else list(policies))
+    get_profile(profile)
+    for name in names:
+        check_supported(profile, name)
+    specs = _specs(capacities, points)
+    if trace.num_requests == 0:
+        raise UsageError("the trace has no requests")
+    streams = dict(streams) if streams is not None else block_streams(trace)
+    plan = []
+    for model, stream in streams.items():
+        blocks = capacity_blocks(specs, cfg, model, stream.block_size)
+        for name in names:
+            merged = policy_params(name, cfg, model, params)
+            for spec, cap in zip(specs, blocks, strict=True):
+                plan.append((model, stream, name, merged, spec, cap))
+
+    total = sum(p[1].num_requests for p in plan)
+    results: list[SimResult] = []
+    with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
+        for _model, stream, name, merged, _spec, cap in plan:
+            results.append(simulate(stream, name, cap, profile, merged, advance=advance))
+    labels = [p[4].label for p in plan]
+    summary = summary_table(trace, cfg, results, labels, names, specs)
+    requests = requests_table(trace, cfg, streams, results, labels)
+    settings = {
+        "trace": trace.meta.source,
+        "profile": profile,
+        "policies": names,
+        "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
+        "capacities": [s.label for s in specs],
+        "block_size": trace.meta.block_size,
+        "models": list(streams),
+        "effective_flops": cfg.savings.effective_flops,
+    }
+    return RunResult(trace.meta.source, profile, names, specs, results, summary, requests, settings)
+
+
+def policy_params(name: str, cfg: Config, model: str,
+                  params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The user's overrides, plus defaults the run knows better than the policy does."""
+    merged = dict((params or {}).get(name, {}))
+    if name == "lfu" and "half_life" not in merged and cfg.simulate.params.lfu_half_life is not None:
+        merged["half_life"] = cfg.simulate.params.lfu_half_life
+    if name == "cost" and "attn_ratio" not in merged:
+        ratio = attn_ratio(cfg.model(model).geometry)
+        if ratio is not None:
+            merged["attn_ratio"] = ratio
+    unknown = set(params or {}) - set(POLICIES)
+    if unknown:
+        raise UsageError(f"policy parameters for unknown policies: {', '.join(sorted(unknown))}")
+    return merged
+
+
+def _specs(capacities: Sequence[str | int] | str, points: int | None) -> list[CapacitySpec]:
+    items = [capacities] if isinstance(capacities, str) else list(capacities)
+    specs: list[CapacitySpec] = []
+    for item in items:
+        if isinstance(item, int):
+            if item < 1:
+                raise UsageError(f"--capacity: {item} blocks; the cache needs at least one block")
+            specs.append(CapacitySpec(item, "blocks", str(item)))
+        else:
+            specs.extend(parse_capacity(item, points))
+    if not specs:
+        raise UsageError("--capacity: no capacity given")
+    uniq: dict[tuple[int, str], CapacitySpec] = {}
+    for s in specs:
+        uniq.setdefault((s.value, s.unit), s)
+    return list(uniq.values())

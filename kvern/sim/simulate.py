@@ -1,0 +1,32 @@
+"""One simulation: one model's block stream × one policy × one capacity × one profile."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kvern.errors import UsageError
+from kvern.sim.policies import make_policy
+from kvern.sim.profiles import Advance, get_profile
+from kvern.sim.result import SimResult
+from kvern.sim.stream import BlockStream
+
+
+def simulate(stream: BlockStream, policy: str, capacity_blocks: int, profile: str = "vllm",
+             params: Mapping[str, Any] | None = None, *, advance: Advance | None = None) -> SimResult:
+    """Replay ``stream`` through ``profile``'s cache of ``capacity_blocks`` blocks under ``policy``.
+
+    ``params`` are the policy's parameter overrides (unknown keys are a ``UsageError``).
+    """
+    engine = get_profile(profile)
+    check_supported(profile, policy)
+    if capacity_blocks < 1:
+        raise UsageError(f"--capacity: {capacity_blocks} blocks; the cache needs at least one block")
+    return engine.simulate(stream, make_policy(policy, params), int(capacity_blocks), advance)
+
+
+def check_supported(profile: str, policy: str) -> None:
+    engine = get_profile(profile)
+    if engine.policies is not None and policy not in engine.policies:
+        allowed = ", ".join(sorted(engine.policies))
+        raise UsageError(f"--profile {profile} supports only the policies {allowed}, not {policy!r}")
