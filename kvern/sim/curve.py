@@ -14,10 +14,10 @@ Why it works for prefix caching (DESIGN.md §3–4, the ``ideal`` block-level mo
   each request adds a step function of ``C`` to the totals; the steps are accumulated in
   histograms indexed by distance and a cumulative sum gives every capacity.
 
-Distances come from a Fenwick tree over access times holding a 1 at each block's latest
-touch: O(log U) per block access. Time slots are renumbered (compacted) when they run out, so
-the state is O(unique blocks), not O(accesses): about 20 bytes per unique block plus four
-histograms of 8 bytes each.
+Distances are counts of live marks over access times, one mark at each block's latest touch
+(see the kernel below: O(1) to move a mark, a short count where a prefix's run of blocks
+starts). Time slots are renumbered (compacted) when they run out, so the state is O(unique
+blocks), not O(accesses): about 15 bytes per unique block plus four histograms of 8 bytes.
 
 The last-token cap (``cached ≤ prompt_tokens − 1``) only changes what a request counts, not
 what the cache holds, so it applies per request here exactly as in the simulation.
@@ -132,6 +132,7 @@ def lru_curve(stream: BlockStream, *, last_token_rule: bool = False) -> LRUCurve
     prompt = np.ascontiguousarray(stream.prompt_tokens, dtype=np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= u):
         raise ValueError("block ids must be interned to 0..num_unique-1")
+    # The kernel fills the histograms, then turns them in place into totals per capacity.
     _stack_distances(ids, offsets, prompt, stream.block_size, u, last_token_rule,
                      hist.tokens, hist.requests, hist.ratio, hist.blocks)
     return LRUCurve(
@@ -141,16 +142,17 @@ def lru_curve(stream: BlockStream, *, last_token_rule: bool = False) -> LRUCurve
         requests=stream.num_requests,
         prompt_tokens=int(prompt.sum()),
         accesses=len(ids),
-        cached_tokens=np.cumsum(hist.tokens),
-        hit_requests=np.cumsum(hist.requests),
-        hit_ratio_sum=np.cumsum(hist.ratio),
-        hit_blocks=np.cumsum(hist.blocks),
+        cached_tokens=hist.tokens,
+        hit_requests=hist.requests,
+        hit_ratio_sum=hist.ratio,
+        hit_blocks=hist.blocks,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class _Hist:
-    """Per stack distance d (1..U): what requests gain when the capacity reaches d."""
+    """Per stack distance d (1..U): what requests gain when the capacity reaches d; the kernel
+    accumulates them in place into totals per capacity at the end."""
 
     tokens: np.ndarray
     requests: np.ndarray
@@ -164,46 +166,63 @@ class _Hist:
 
 
 # -- compiled kernel ---------------------------------------------------------------------------
+#
+# Live marks (one per block, at the time slot of its latest touch) are counted at five levels:
+# the slot itself (int8), then per 64, 4096, 262144 and 16777216 slots. Setting or clearing a
+# mark is O(1) (one add per level); counting the marks before a slot sums at most 63 entries
+# per level plus the top level. Counting is rarely needed: when a block's last touch is the
+# slot just below its parent's, it was touched in the same earlier request, and its distance
+# is the parent's plus one. Chat traces have a count every few hundred blocks, not every block.
+
+_L1, _L2, _L3, _L4 = 6, 12, 18, 24
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _set_mark(marks: np.ndarray, c1: np.ndarray, c2: np.ndarray, c3: np.ndarray, c4: np.ndarray,
+              t: int, delta: int) -> None:
+    marks[t] += delta
+    c1[t >> _L1] += delta
+    c2[t >> _L2] += delta
+    c3[t >> _L3] += delta
+    c4[t >> _L4] += delta
+
 
 @numba.njit(cache=True, nogil=True)
-def _fenwick_add(tree: np.ndarray, pos: int, delta: int) -> None:
-    i = pos + 1
-    n = len(tree)
-    while i < n:
-        tree[i] += delta
-        i += i & -i
-
-
-@numba.njit(cache=True, nogil=True)
-def _fenwick_before(tree: np.ndarray, pos: int) -> int:
-    """Marks at time slots ``< pos``."""
+def _marks_before(marks: np.ndarray, c1: np.ndarray, c2: np.ndarray, c3: np.ndarray,
+                  c4: np.ndarray, t: int) -> int:
+    """Marks at time slots ``< t``."""
     s = 0
-    i = pos
-    while i > 0:
-        s += tree[i]
-        i -= i & -i
+    for i in range(t >> _L4):
+        s += c4[i]
+    for i in range((t >> _L4) << (_L4 - _L3), t >> _L3):
+        s += c3[i]
+    for i in range((t >> _L3) << (_L3 - _L2), t >> _L2):
+        s += c2[i]
+    for i in range((t >> _L2) << (_L2 - _L1), t >> _L1):
+        s += c1[i]
+    for i in range((t >> _L1) << _L1, t):
+        s += marks[i]
     return s
 
 
 @numba.njit(cache=True, nogil=True)
-def _compact(tree: np.ndarray, owner: np.ndarray, last: np.ndarray, now: int) -> int:
-    """Renumber the live time slots to 0..live-1 in order and rebuild the tree in O(T)."""
+def _compact(marks: np.ndarray, c1: np.ndarray, c2: np.ndarray, c3: np.ndarray, c4: np.ndarray,
+             owner: np.ndarray, last: np.ndarray, now: int) -> int:
+    """Renumber the live time slots to ``0..live-1`` in order; returns the next free slot."""
     live = 0
     for t in range(now):
-        b = owner[t]
-        if b >= 0:
-            owner[t] = -1
+        if marks[t]:
+            b = owner[t]
             owner[live] = b
             last[b] = live
             live += 1
-    tree[:] = 0
-    for i in range(1, live + 1):
-        tree[i] = 1
-    n = len(tree)
-    for i in range(1, n):
-        j = i + (i & -i)
-        if j < n:
-            tree[j] += tree[i]
+    marks[:] = 0
+    c1[:] = 0
+    c2[:] = 0
+    c3[:] = 0
+    c4[:] = 0
+    for t in range(live):
+        _set_mark(marks, c1, c2, c3, c4, t, 1)
     return live
 
 
@@ -216,8 +235,12 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
     for r in range(num_req):
         max_len = max(max_len, offsets[r + 1] - offsets[r])
     slots = max(2 * num_unique, num_unique + max_len) + 1
-    tree = np.zeros(slots + 1, np.int32)
-    owner = np.full(slots, -1, np.int32)
+    marks = np.zeros(slots, np.int8)
+    c1 = np.zeros((slots >> _L1) + 1, np.int32)
+    c2 = np.zeros((slots >> _L2) + 1, np.int32)
+    c3 = np.zeros((slots >> _L3) + 1, np.int32)
+    c4 = np.zeros((slots >> _L4) + 1, np.int32)
+    owner = np.empty(slots, np.int32)
     last = np.full(num_unique, -1, np.int32)
     dist = np.empty(max_len, np.int64)
     now = 0
@@ -226,15 +249,21 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
         s = offsets[r]
         n = offsets[r + 1] - s
         if now + n > slots:
-            now = _compact(tree, owner, last, now)
+            now = _compact(marks, c1, c2, c3, c4, owner, last, now)
         # Lookup at arrival: distances before this request touches anything.
         found = 0
         run_max = 0
+        d = 0
+        prev_t = -2
         for j in range(n):
             t = last[ids[s + j]]
             if t < 0:
                 break  # never seen: the cached prefix ends here at every capacity
-            d = live - _fenwick_before(tree, t)
+            if t == prev_t - 1:
+                d += 1  # touched right after its parent, which is still live: one further
+            else:
+                d = live - _marks_before(marks, c1, c2, c3, c4, t)
+            prev_t = t
             run_max = max(run_max, d)
             dist[j] = run_max
             found += 1
@@ -256,11 +285,15 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
             b = ids[s + j]
             t = last[b]
             if t >= 0:
-                _fenwick_add(tree, t, -1)
-                owner[t] = -1
+                _set_mark(marks, c1, c2, c3, c4, t, -1)
             else:
                 live += 1
-            _fenwick_add(tree, now, 1)
+            _set_mark(marks, c1, c2, c3, c4, now, 1)
             owner[now] = b
             last[b] = now
             now += 1
+    for c in range(1, num_unique + 1):
+        h_tokens[c] += h_tokens[c - 1]
+        h_requests[c] += h_requests[c - 1]
+        h_ratio[c] += h_ratio[c - 1]
+        h_blocks[c] += h_blocks[c - 1]

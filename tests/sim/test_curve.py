@@ -105,3 +105,22 @@ def test_curve_is_monotone_and_ends_at_the_infinite_cache(requests: list[Request
         want += min(found * BS, prompt)
         seen.update(keys)
     assert curve.cached_tokens[-1] == want
+
+
+def test_mark_counts_agree_with_a_prefix_sum_at_every_level() -> None:
+    from kvern.sim.curve import _marks_before, _set_mark
+
+    slots = (1 << 25) + 123  # reaches the top level (16,777,216 slots per entry)
+    rng = np.random.default_rng(7)
+    marks = np.zeros(slots, np.int8)
+    counts = [np.zeros((slots >> sh) + 1, np.int32) for sh in (6, 12, 18, 24)]
+    on = rng.choice(slots, 20_000, replace=False)
+    for t in on:
+        _set_mark(marks, *counts, int(t), 1)
+    for t in on[:5_000]:
+        _set_mark(marks, *counts, int(t), -1)
+    want = np.concatenate([[0], np.cumsum(marks, dtype=np.int64)])
+    probes = [0, 1, 63, 64, 4095, 4096, 1 << 18, (1 << 24) - 1, 1 << 24, slots - 1,
+              *rng.integers(0, slots, 300).tolist()]
+    for t in probes:
+        assert _marks_before(marks, *counts, t) == want[t], t

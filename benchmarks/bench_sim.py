@@ -1,0 +1,210 @@
+"""Simulator speed: blocks/s and peak RSS per unique block, against libCacheSim and a naive LRU.
+
+    .venv/bin/python -m benchmarks.bench_sim --trace synthetic --trace mooncake16
+
+Every engine runs in a fresh process on the same cached stream: JIT warm-up on a tiny stream
+first, then the timed run, with the kernel's peak-RSS mark reset just before it, so "peak RSS"
+is what the run itself added. Engines:
+
+* ``kvern-lru``: kvern's LRU at one capacity (``kvern.sim.kernels.lru_run``), prefix-closed.
+* ``kvern-curve``: the one-pass LRU curve for every capacity (``kvern.sim.curve.lru_curve``).
+* ``libcachesim-lru``: libCacheSim's LRU through the ``libcachesim`` binding, as a plain object
+  cache (unit-size objects, capacity in objects) on the same accesses flattened in kvern's
+  touch order (each request tail → head), read by its C reader from an oracleGeneral file.
+* ``ordereddict-lru``: the textbook Python LRU on the same flattened accesses.
+* ``sim-<policy>``: the policy-generic simulator (``kvern.sim.simulate``), where it exists.
+
+The capacity is a share of the stream's unique blocks (``--capacity-share``, default 0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from benchmarks.streams import SCRATCH, TRACES, cached_stream, flattened, load_stream
+from kvern.sim.stream import BlockStream
+
+ENGINES = ["kvern-lru", "kvern-curve", "libcachesim-lru", "ordereddict-lru"]
+SIM_POLICIES = ["lru", "fifo", "lfu", "cost", "belady"]
+
+
+# -- one engine, in its own process ------------------------------------------------------------
+
+def run_engine(engine: str, stream: BlockStream, capacity: int) -> dict[str, Any]:
+    """Time one engine on ``stream``; returns seconds, peak RSS added, and its hit count."""
+    prepare, run = _ENGINE_FNS[engine] if engine in _ENGINE_FNS else _sim_engine(engine)
+    arg = prepare(stream, capacity)
+    _warm_up(engine)
+    gc.collect()
+    base = psutil.Process().memory_info().rss
+    _reset_peak_rss()
+    t0 = time.perf_counter()
+    hits = run(arg, capacity)
+    seconds = time.perf_counter() - t0
+    peak = _peak_rss()
+    return {"engine": engine, "seconds": seconds, "accesses": len(stream.block_ids),
+            "unique": stream.num_unique, "capacity": capacity, "hit_blocks": int(hits),
+            "peak_rss_added": None if peak is None else max(peak - base, 0)}
+
+
+def _kvern_lru(stream: BlockStream, capacity: int) -> int:
+    from kvern.sim.kernels import lru_run
+
+    return int(lru_run(stream, capacity).found_blocks.sum())
+
+
+def _kvern_curve(stream: BlockStream, capacity: int) -> int:
+    from kvern.sim.curve import lru_curve
+
+    return lru_curve(stream).at(capacity).hit_blocks
+
+
+def _lcs_prepare(stream: BlockStream, capacity: int) -> Path:
+    flat = flattened(stream)
+    rec = np.zeros(len(flat), np.dtype([("t", "<u4"), ("id", "<u8"), ("size", "<u4"), ("next", "<i8")]))
+    rec["id"] = flat.astype(np.uint64) + 1
+    rec["size"] = 1
+    rec["next"] = -1
+    path = SCRATCH / f"flat-{len(flat)}-{stream.num_unique}.oracleGeneral"
+    if not path.exists():
+        rec.tofile(path)
+    return path
+
+
+def _lcs_run(path: Path, capacity: int) -> int:
+    import libcachesim as lcs
+
+    reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    cache = lcs.LRU(capacity, hashpower=24)
+    miss_ratio, _ = cache.process_trace(reader)
+    n = path.stat().st_size // 24
+    return round((1.0 - miss_ratio) * n)
+
+
+def _od_run(flat: list[int], capacity: int) -> int:
+    cache: OrderedDict[int, None] = OrderedDict()
+    hits = 0
+    for b in flat:
+        if b in cache:
+            cache.move_to_end(b)
+            hits += 1
+        else:
+            cache[b] = None
+            if len(cache) > capacity:
+                cache.popitem(last=False)
+    return hits
+
+
+_ENGINE_FNS = {
+    "kvern-lru": (lambda s, c: s, _kvern_lru),
+    "kvern-curve": (lambda s, c: s, _kvern_curve),
+    "libcachesim-lru": (_lcs_prepare, _lcs_run),
+    "ordereddict-lru": (lambda s, c: flattened(s).tolist(), _od_run),
+}
+
+
+def _sim_engine(engine: str) -> tuple[Any, Any]:
+    """``sim-<policy>``: the simulator's ``simulate`` on the ideal profile at one capacity."""
+    from kvern.sim.sweep import simulate_totals
+
+    policy = engine.removeprefix("sim-")
+
+    def run(stream: BlockStream, capacity: int) -> int:
+        return simulate_totals(stream, policy, capacity, "ideal").hit_blocks
+
+    return (lambda s, c: s), run
+
+
+def _warm_up(engine: str) -> None:
+    """Compile numba kernels on a tiny stream so the timed run measures the run only."""
+    from benchmarks.gen_trace import GenParams, generate
+    from benchmarks.streams import to_stream
+
+    if engine.startswith(("kvern", "sim-")):
+        tiny = to_stream(generate(GenParams(sessions=5, documents=3, system_prompts=2)))
+        prepare, run = _ENGINE_FNS[engine] if engine in _ENGINE_FNS else _sim_engine(engine)
+        run(prepare(tiny, 10), 10)
+
+
+def _reset_peak_rss() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
+
+
+def _peak_rss() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+def bench(trace: str, engines: list[str], share: float) -> list[dict[str, Any]]:
+    stream, path = cached_stream(trace)
+    capacity = max(1, round(share * stream.num_unique))
+    rows = []
+    for engine in engines:
+        cmd = [sys.executable, "-m", "benchmarks.bench_sim", "--child", engine, "--data", str(path),
+               "--capacity", str(capacity)]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        row["trace"] = trace
+        rows.append(row)
+        print(_fmt(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    rate = row["accesses"] / row["seconds"]
+    rss = row["peak_rss_added"]
+    per = "n/a" if rss is None else f"{rss / row['unique']:.1f}"
+    return (f"| {row['trace']} | {row['engine']} | {row['accesses']:,} | {row['unique']:,} | "
+            f"{row['capacity']:,} | {row['seconds']:.2f} | {rate / 1e6:.1f} M | {per} | "
+            f"{row['hit_blocks'] / row['accesses']:.4f} |")
+
+
+HEADER = ("| trace | engine | accesses | unique blocks | capacity | seconds | blocks/s | "
+          "peak RSS B/unique | hit share |\n|---|---|--:|--:|--:|--:|--:|--:|--:|")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="simulator speed against libCacheSim and a naive LRU")
+    ap.add_argument("--trace", action="append", choices=list(TRACES), help="repeatable")
+    ap.add_argument("--engine", action="append", help=f"repeatable; default {ENGINES}, sim-<policy>")
+    ap.add_argument("--capacity-share", type=float, default=0.1)
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--capacity", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(run_engine(args.child, load_stream(args.data), args.capacity)))
+        return
+    print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}", file=sys.stderr)
+    print(HEADER, file=sys.stderr)
+    rows = [r for t in args.trace or ["synthetic", "mooncake16"]
+            for r in bench(t, args.engine or ENGINES, args.capacity_share)]
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
