@@ -32,6 +32,7 @@ EPS = 1e-9
 """Slack on comparisons so that a rerun of the same trace never fails on float noise."""
 
 _SETTINGS = ("policy", "profile", "capacity_blocks", "block_size")
+"""Settings a baseline must share with the row it is compared with (a summary row has them all)."""
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,13 @@ def metric_value(row: Mapping[str, Any], metric: str) -> float:
     return float(value)
 
 
-def select_row(rows: Sequence[Mapping[str, Any]], policy: str, capacity_blocks: int) -> Mapping[str, Any]:
-    """The summary row of ``policy`` at ``capacity_blocks`` (the run may hold several)."""
+def select_row(rows: Sequence[Mapping[str, Any]], policy: str, capacity: str) -> Mapping[str, Any]:
+    """The summary row of ``policy`` at the capacity labelled ``capacity`` (as given: "10000")."""
     for row in rows:
-        if row.get("policy") == policy and int(row.get("capacity_blocks", -1)) == capacity_blocks:
+        if row.get("policy") == policy and str(row.get("capacity")) == capacity:
             return row
-    have = ", ".join(f"{r.get('policy')}@{r.get('capacity_blocks')}" for r in rows) or "none"
-    raise UsageError(f"no summary row for policy {policy} at {capacity_blocks} blocks (have: {have})")
+    have = ", ".join(f"{r.get('policy')}@{r.get('capacity')}" for r in rows) or "none"
+    raise UsageError(f"no summary row for policy {policy} at capacity {capacity} (have: {have})")
 
 
 def evaluate(row: Mapping[str, Any], baseline: Baseline | None, thresholds: Thresholds) -> Verdict:
@@ -168,6 +169,9 @@ def _check_comparable(row: Mapping[str, Any], baseline: Baseline) -> None:
         for k in _SETTINGS
         if str(getattr(baseline, k)) != str(row.get(k))
     ]
+    before, now = baseline.row.get("policy_label"), row.get("policy_label")
+    if before is not None and now is not None and before != now:
+        mismatched.append(f"policy parameters {before} (baseline) vs {now} (now)")
     if mismatched:
         raise UsageError(
             "the baseline was taken under other settings: " + "; ".join(mismatched)

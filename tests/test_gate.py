@@ -24,7 +24,7 @@ from kvern.gate import (
 
 def _row(thr: float = 0.5, rhr: float = 0.8, **kw: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "policy": "lru", "profile": "vllm", "capacity_blocks": 10000, "block_size": 16,
+        "policy": "lru", "profile": "vllm", "capacity": "10000", "capacity_blocks": 10000, "block_size": 16,
         "token_hit_rate": thr, "request_hit_rate": rhr, "mean_request_hit_ratio": thr,
         "flops_saved_ratio": thr * 1.1,
     }
@@ -97,11 +97,19 @@ def test_baseline_under_other_settings_is_usage_error() -> None:
         evaluate(_row(), base, Thresholds())
 
 
+def test_baseline_with_other_policy_parameters_is_usage_error() -> None:
+    base = baseline_from_row(_row(policy="lfu", policy_label="lfu(half_life=10)"))
+    with pytest.raises(UsageError, match="policy parameters lfu\\(half_life=10\\)"):
+        evaluate(_row(policy="lfu", policy_label="lfu"), base, Thresholds())
+    assert evaluate(_row(policy="lfu", policy_label="lfu(half_life=10)"), base, Thresholds()).passed
+
+
 def test_select_row() -> None:
-    rows = [_row(0.1, policy="fifo"), _row(0.2), _row(0.3, capacity_blocks=5)]
-    assert select_row(rows, "lru", 10000)["token_hit_rate"] == 0.2
-    with pytest.raises(UsageError, match="have: fifo@10000, lru@10000, lru@5"):
-        select_row(rows, "lfu", 10000)
+    rows = [_row(0.1, policy="fifo"), _row(0.2), _row(0.3, capacity="64k tok")]
+    assert select_row(rows, "lru", "10000")["token_hit_rate"] == 0.2
+    assert select_row(rows, "lru", "64k tok")["token_hit_rate"] == 0.3
+    with pytest.raises(UsageError, match="have: fifo@10000, lru@10000, lru@64k tok"):
+        select_row(rows, "lfu", "10000")
 
 
 def test_baseline_roundtrip_is_deterministic(tmp_path: Path) -> None:
