@@ -35,6 +35,8 @@ WORDS = 6
 HEADERS = ("<|im_start|>", "<|start_header_id|>")
 """Chat-template tokens that open a message (ChatML, Llama 3), to say which message a token is in."""
 _LOOKBACK = 2048
+SLOT = "«…»"
+"""Stands for the changed words of a text divergence in its pattern."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Breaker:
     def describe(self, *, show_text: bool = False) -> str:
         """One sentence: what, where, and what it costs."""
         shown = self.example if show_text else self.pattern
-        return (f"{self.label} at {self.where()} ({shown!r}) costs {self.share:.0%} of the "
+        return (f"{self.label} at {self.where()} ({shown!r}) costs {self.share:.1%} of the "
                 f"cacheable tokens ({self.lost_tokens:,} tokens in {self.requests:,} requests)")
 
     def to_dict(self, *, show_text: bool = False) -> dict[str, object]:
@@ -185,5 +187,6 @@ def _context(text: str, start: int, end: int, placeholder: str | None) -> tuple[
     left, mid, right = text[line_start:start], text[start:end], text[end:line_end]
     left = "".join(re.split(r"(\s+)", left)[-2 * WORDS:])
     right = "".join(re.split(r"(\s+)", right)[: 2 * WORDS])
-    folded_mid = placeholder if placeholder is not None else f"«{fold(mid)[:40]}»"
+    # A change of wording is a slot in the template: its values group together.
+    folded_mid = placeholder if placeholder is not None else SLOT
     return fold(left) + folded_mid + fold(right), left + mid + right

@@ -76,14 +76,15 @@ def test_breakers_ranked_by_lost_tokens() -> None:
     assert find_breakers(trace, scan(trace), byte_decode, top=1) == bs[:1]
 
 
-def test_text_change_has_no_rule() -> None:
-    a = text_ids("Be brief. " + "z" * 100)
-    b = text_ids("Be terse. " + "z" * 100)
-    trace = make_trace([a, b], block_size=4)
+def test_text_change_is_a_slot_without_rule() -> None:
+    prompts = [text_ids(f"Be {w}. " + "z" * 100) for w in ("brief", "terse", "short")]
+    trace = make_trace(prompts, block_size=4)
     [x] = find_breakers(trace, scan(trace), byte_decode)
-    assert (x.kind, x.rule, x.label) == ("text", None, "a text change")
-    # Least edit: "brief" -> "terse" (5 bytes each side); 32 bytes of context follow the span.
-    assert x.pattern == "Be «terse». " + "z" * 30 and x.lost_tokens == 102
+    assert (x.kind, x.rule, x.label, x.requests) == ("text", None, "a text change", 2)
+    # Least edit: 5 bytes each side; 32 bytes of context follow the span. The changed words are
+    # a slot, so both changes group; the example is the costliest (ties: the first).
+    assert x.pattern == "Be «…». " + "z" * 30 and x.lost_tokens == 2 * 102
+    assert x.example == "Be terse. " + "z" * 30
 
 
 def test_locate_in_chat_template() -> None:
