@@ -1,7 +1,8 @@
 """One streamed request to an OpenAI-compatible server, with retries and back-off.
 
 Each attempt streams (``stream: true`` with ``stream_options.include_usage``), so the time to
-the first token is the time to the first chunk that carries generated text, and the usage
+the first token is the time to the first chunk that carries a choice (servers send it with
+the first generated token; its text may be held back, e.g. while a tool call is parsed), and the usage
 (``prompt_tokens_details.cached_tokens``) arrives in the last chunk. llama.cpp also sends its
 ``timings`` (``cache_n``, ``prompt_n``) there. A failed attempt is retried when a retry can
 help (no connection, a timeout, a cut stream, HTTP 408/429/5xx) after an exponential back-off
@@ -197,9 +198,10 @@ async def _read_stream(resp: httpx.Response) -> _Stream:
             continue
         if "error" in chunk:
             raise AttemptError(f"error in stream: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}", 200)
-        for choice in chunk.get("choices") or []:
-            if out.first_token_at is None and _has_text(choice):
-                out.first_token_at = time.perf_counter()
+        choices = chunk.get("choices") or []
+        if choices and out.first_token_at is None:
+            out.first_token_at = time.perf_counter()
+        for choice in choices:
             if choice.get("finish_reason"):
                 out.finish_reason = choice["finish_reason"]
         if chunk.get("usage"):
@@ -209,13 +211,6 @@ async def _read_stream(resp: httpx.Response) -> _Stream:
     if not done:
         raise AttemptError("stream cut: ended before [DONE]", 200)
     return out
-
-
-def _has_text(choice: dict[str, Any]) -> bool:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
-    return bool(choice.get("text"))
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
