@@ -105,10 +105,116 @@ def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, 
     out.result(summary_table(summary), summary.to_dict())
 
 # -- replay / compare (issue 3; replay --backend: issue 5) ---------------------------------
+PolicyOpt = Annotated[str, typer.Option("--policy", help="eviction policy: lru, fifo, lfu, cost, belady")]
+PoliciesOpt = Annotated[str | None, typer.Option(
+    "--policies", help="policies side by side, e.g. lru,lfu,cost,belady (default: config)")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", help="policy parameter POLICY.KEY=VALUE, e.g. lfu.half_life=50 (repeatable)")]
+
+
+def _load_options(fmt: str | None, skip_invalid: bool, no_cache: bool, model: str | None) -> dict[str, Any]:
+    return {"fmt": fmt, "skip_invalid": skip_invalid, "no_cache": no_cache, "model": model}
+
+
+@app.command()
+@boundary
+def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = None,
+           profile: ProfileOpt = None, param: ParamOpt = None, output: OutputDirOpt = None,
+           config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+           skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+           json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Simulate one policy on a trace and write reports/<run>/."""
+    from kvern.config import load_config
+    from kvern.report.runner import simulate_and_report
+
+    simulate_and_report(trace, load_config(config), command="replay", policies=[policy], capacity=capacity,
+                        profile=profile, params=param, output=output, out=_output(json_mode, quiet),
+                        load=_load_options(fmt, skip_invalid, no_cache, model))
+
+
+@app.command()
+@boundary
+def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt = None,
+            profile: ProfileOpt = None, param: ParamOpt = None, output: OutputDirOpt = None,
+            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+            json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Simulate several policies side by side; the table marks the best online one."""
+    from kvern.config import load_config
+    from kvern.report.runner import simulate_and_report
+
+    cfg = load_config(config)
+    simulate_and_report(trace, cfg, command="compare", policies=policies or cfg.simulate.policies,
+                        capacity=capacity, profile=profile, params=param, output=output,
+                        out=_output(json_mode, quiet), load=_load_options(fmt, skip_invalid, no_cache, model))
+
 
 # -- sweep (issue 4) -----------------------------------------------------------------------
 
 # -- gate / analyze (issue 6) --------------------------------------------------------------
+GatePolicyOpt = Annotated[str | None, typer.Option("--policy", help="policy to judge (default: gate.policy)")]
+BaselineOpt = Annotated[Path | None, typer.Option(
+    "--baseline", help="baseline JSON to compare with (written by --update-baseline)")]
+MinHitRateOpt = Annotated[float | None, typer.Option(
+    "--min-hit-rate", help="fail below this value of the metric, 0-1 (default: gate.min_hit_rate)")]
+MaxDropOpt = Annotated[float | None, typer.Option(
+    "--max-drop", help="fail if the metric fell by more, absolute: 0.02 = 2 points (default: gate.max_drop)")]
+MetricOpt = Annotated[str | None, typer.Option(
+    "--metric", help="token_hit_rate, request_hit_rate or savings (default: gate.metric)")]
+UpdateBaselineOpt = Annotated[bool, typer.Option("--update-baseline", help="record this run as the baseline")]
+ShowTextOpt = Annotated[bool, typer.Option("--show-text", help="show decoded prompt text in the report")]
+TopOpt = Annotated[int, typer.Option("--top", min=1, help="cache breakers to show")]
+TopPrefixesOpt = Annotated[int, typer.Option("--top-prefixes", min=0, help="hot prefixes to show")]
+NoMeasureOpt = Annotated[bool, typer.Option("--no-measure", help="don't re-ingest to measure proposed rules")]
+
+
+@app.command()
+@boundary
+def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRateOpt = None,
+         max_drop: MaxDropOpt = None, metric: MetricOpt = None, policy: GatePolicyOpt = None,
+         capacity: CapacityOpt = None, profile: ProfileOpt = None, update_baseline: UpdateBaselineOpt = False,
+         config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+         skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+         no_normalize: NoNormalizeOpt = False, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """CI gate: exit 1 when the hit rate regressed (and name the cache breakers), 0 when it holds."""
+    from kvern.analysis.render import gate_renderable
+    from kvern.analysis.runner import GateSettings, Load, run_gate
+    from kvern.config import load_config
+    from kvern.errors import GateFailed
+    from kvern.gate import Thresholds
+
+    cfg, out = load_config(config), _output(json_mode, quiet)
+    g = run_gate(Load(trace, fmt, skip_invalid, no_cache, no_normalize, model), cfg, baseline=baseline,
+                 thresholds=Thresholds.from_config(cfg.gate, metric, min_hit_rate, max_drop),
+                 settings=GateSettings.from_config(cfg, policy, capacity, profile),
+                 update_baseline=update_baseline, out=out)
+    out.result(gate_renderable(g), g.to_dict())
+    if g.verdict is not None and not g.verdict.passed:
+        raise GateFailed(g.verdict.message())
+
+
+@app.command()
+@boundary
+def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20,
+            show_text: ShowTextOpt = False, no_measure: NoMeasureOpt = False, policy: GatePolicyOpt = None, capacity: CapacityOpt = None,
+            profile: ProfileOpt = None, output: OutputDirOpt = None, config: ConfigOpt = None,
+            fmt: FormatOpt = None, model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False,
+            no_cache: NoCacheOpt = False, no_normalize: NoNormalizeOpt = False,
+            json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Profile a trace, name what breaks prefix caching (and the rule that fixes it), show hot prefixes."""
+    from kvern.analysis.render import analysis_renderable
+    from kvern.analysis.runner import GateSettings, Load, run_analyze
+    from kvern.config import load_config
+    from kvern.report.runner import run_folder
+
+    cfg, out = load_config(config), _output(json_mode, quiet)
+    settings = GateSettings.from_config(cfg, policy, capacity, profile)
+    folder = run_folder(cfg, "analyze", trace, settings.profile, output)
+    a, _ = run_analyze(Load(trace, fmt, skip_invalid, no_cache, no_normalize, model), cfg, settings=settings,
+                       top=top, top_prefixes=top_prefixes, show_text=show_text, measure=not no_measure,
+                       output=folder, out=out)
+    out.info(f"analysis written to {folder}/")
+    out.result(analysis_renderable(a), a.to_dict())
 
 
 def main() -> None:

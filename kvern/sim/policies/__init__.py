@@ -2,7 +2,8 @@
 
 ``POLICIES`` maps a name to its class; ``make_policy("lfu", {"half_life": 100})`` builds one
 with parameters (defaults, then overrides; unknown keys fail). To add a policy: a new module
-with a ``Policy`` subclass that fills in ``bind`` and ``touch``, and a line in the table.
+with a compiled ``touch`` (and ``evicted`` if it needs it) and a ``Policy`` subclass whose
+``state`` builds its arrays, a row in ``kernels.py`` under a new ``code``, and a line here.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvern.errors import UsageError
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState, Priority
 from kvern.sim.policies.belady import Belady
 from kvern.sim.policies.cost import Cost
 from kvern.sim.policies.fifo import FIFO
@@ -45,4 +46,5 @@ def parse_policy_list(text: str | list[str]) -> list[str]:
     return out
 
 
-__all__ = ["POLICIES", "Policy", "PolicyContext", "Priority", "make_policy", "parse_policy_list"]
+__all__ = ["POLICIES", "Policy", "PolicyContext", "PolicyState", "Priority", "make_policy",
+           "parse_policy_list"]

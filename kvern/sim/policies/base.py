@@ -7,23 +7,25 @@ evictable entries in a heap ordered by ``(priority, -depth, entry)`` and evicts 
 The tie-breaks of §4 (deeper block first, then the lower id) are therefore part of every
 policy's order without any policy having to remember them.
 
-Contract of the hooks, as libCacheSim states its own (``cache/eviction/LRU.c``):
+A policy is two compiled functions over plain arrays, so that the engines' hot loops stay
+compiled (numba) and a policy is still one small file:
 
-* ``bind(ctx)`` is called once per simulation, before any other hook; it sizes the
-  per-entry state arrays (``ctx.num_entries``).
-* ``touch(entry, block, t, occ, new)`` is called for every block a request holds, from the
-  tail of the prompt to its head, after the request ran (request ``t``, 0-based). ``entry``
-  is the engine's id (an interned block for ``ideal``, a physical slot for ``vllm``), ``block``
-  the interned block id it holds, ``occ`` the index of this access in ``stream.block_ids``
-  (Belady reads the next use from it) and ``new`` says the entry entered the cache at this
-  request. It returns the entry's new priority, a tuple compared lexicographically.
-* ``on_evict(entry, priority)`` is called after an entry was evicted (greedy-dual ages on it);
-  it is not called for entries that merely change hands.
+* ``touch(ef, ei, bf, oi, sc, entry, block, t, occ, new) -> (p1, p2)`` records an access and
+  returns the entry's priority until its next touch. The engine calls it for every block a
+  request holds, tail of the prompt to its head, after the request ran (request ``t``,
+  0-based). ``entry`` is the engine's id (an interned block for ``ideal``, a physical slot for
+  ``vllm``), ``block`` the interned block it holds, ``occ`` the index of this access in
+  ``stream.block_ids``, ``new`` says the entry entered the cache at this request.
+* ``evicted(sc, p1)`` is called after an entry left the cache with priority ``p1`` (greedy-dual
+  ages on it); entries that merely change hands are not evictions.
 
-Priorities never change between touches: that is what lets the engine keep a lazy heap.
-Parameters are parsed from ``defaults`` first, then from the user's overrides; an unknown
-key fails and lists the valid ones, and non-default values become part of the display name
-(as libCacheSim's ``Clock.c`` does).
+The arrays (``PolicyState``): ``ef``/``ei`` per-entry floats/ints, ``bf`` per-block floats,
+``oi`` per-access ints, ``sc`` a few scalars. ``Policy.state(ctx)`` builds them. Priorities
+never change between touches: that is what lets the engine keep a lazy heap.
+
+Parameters are parsed from ``defaults`` first, then from the user's overrides; an unknown key
+fails and lists the valid ones, and non-default values become part of the display name (as
+libCacheSim's ``Clock.c`` does).
 """
 
 from __future__ import annotations
@@ -51,15 +53,39 @@ class PolicyContext:
     """Size of the per-entry state arrays (unique blocks, or the pool's slots)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyState:
+    """The arrays a policy's compiled ``touch``/``evicted`` work on."""
+
+    ef: np.ndarray
+    """float64[E]: per-entry floats."""
+    ei: np.ndarray
+    """int64[E]: per-entry ints."""
+    bf: np.ndarray
+    """float64[U] (or [1]): per-block constants."""
+    oi: np.ndarray
+    """int64[N] (or [1]): per-access constants."""
+    sc: np.ndarray
+    """float64[4]: scalars (parameters, running values)."""
+
+    @classmethod
+    def empty(cls, num_entries: int) -> PolicyState:
+        return cls(np.zeros(num_entries), np.zeros(num_entries, dtype=np.int64), np.zeros(1),
+                   np.zeros(1, dtype=np.int64), np.zeros(4))
+
+
 class Policy(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
+    code: ClassVar[int]
+    """Row of the compiled dispatch table (``kvern.sim.policies.kernels``)."""
     defaults: ClassVar[Mapping[str, Any]] = {}
     offline: ClassVar[bool] = False
-    """True for policies that read the future (Belady): not a deployable choice."""
+    """True for policies that read the future (Belady): a reference, not a deployable choice."""
 
     def __init__(self, params: Mapping[str, Any] | None = None) -> None:
         self.params: dict[str, Any] = parse_params(self.name, self.defaults, params or {})
+        self._state: PolicyState | None = None
 
     @property
     def display_name(self) -> str:
@@ -68,30 +94,37 @@ class Policy(ABC):
             return self.name
         return f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(changed.items()))})"
 
-    # -- developer-facing ---------------------------------------------------------------
     @abstractmethod
-    def bind(self, ctx: PolicyContext) -> None:
-        """Reset all state for a new simulation over ``ctx.num_entries`` entries."""
+    def state(self, ctx: PolicyContext) -> PolicyState:
+        """Fresh state arrays for a simulation over ``ctx.num_entries`` entries."""
 
-    @abstractmethod
+    # -- for engines written in Python (slow path; the compiled engines call the kernels) --
+    def bind(self, ctx: PolicyContext) -> PolicyState:
+        self._state = self.state(ctx)
+        return self._state
+
     def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        """Record an access; return the entry's priority until its next touch."""
+        from kvern.sim.policies.kernels import policy_touch
 
-    def on_evict(self, entry: int, priority: Priority) -> None:  # noqa: B027 - optional hook
-        """Called after ``entry`` left the cache with ``priority``."""
+        s = self._state
+        assert s is not None, "bind() the policy before touching entries"
+        return policy_touch(self.code, s.ef, s.ei, s.bf, s.oi, s.sc, entry, block, t, occ, new)
+
+    def on_evict(self, entry: int, priority: Priority) -> None:
+        from kvern.sim.policies.kernels import policy_evicted
+
+        assert self._state is not None, "bind() the policy first"
+        policy_evicted(self.code, self._state.sc, priority[0])
 
 
 def parse_params(policy: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults, then overrides; unknown keys fail naming the valid ones; types follow defaults."""
+    """Defaults, then overrides; unknown keys fail naming the valid ones; values are positive numbers."""
     out = dict(defaults)
     for key, value in overrides.items():
         if key not in defaults:
             valid = ", ".join(sorted(defaults)) or "none"
             raise UsageError(f"policy {policy}: unknown parameter {key!r} (valid: {valid})")
-        if value is None or defaults[key] is None:
-            out[key] = None if value is None else _number(policy, key, value)
-        else:
-            out[key] = _number(policy, key, value)
+        out[key] = None if value is None or value == "none" else _number(policy, key, value)
     return out
 
 

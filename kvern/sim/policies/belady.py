@@ -1,21 +1,22 @@
 """Belady (MIN): evict the entry whose next use lies farthest in the future (DESIGN.md §4).
 
-Offline: it reads the next request that holds each block from the stream (checked at bind,
-as libCacheSim's ``Belady.c`` checks for next-access times). Because a block's prefix is used
-whenever the block is, a parent's next use is never later than its child's: the farthest
-leaf is as far as the farthest block, so restricting to leaves loses nothing. Blocks never
-used again go first (ties: deeper first, then lower id).
+Offline: it reads the next request that holds each block from the stream (checked when the
+state is built, as libCacheSim's ``Belady.c`` checks for next-access times). Because a
+block's prefix is used whenever the block is, a parent's next use is never later than its
+child's: the farthest leaf is as far as the farthest block, so restricting to leaves loses
+nothing. Blocks never used again go first (ties: deeper first, then lower id).
 
-Under the ``ideal`` profile with block-aligned prompts this is the optimum of hit blocks
-(and so of hit tokens) for any policy; with partial tails, token weights differ and it is
-the optimum of hit blocks only.
+Under the ``ideal`` profile this is the optimum of hit *blocks* over all policies; with
+block-aligned prompts that is also the optimum of hit tokens (a partial tail weighs less than
+a block, so with partial tails the token optimum can differ slightly).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 from kvern.sim.stream import BlockStream
 
 
@@ -31,15 +32,19 @@ def next_use(stream: BlockStream) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    return float(-oi[occ]), 0.0
+
+
 class Belady(Policy):
     name = "belady"
     summary = "offline optimum: farthest next use first"
+    code = 4
     offline = True
 
-    def bind(self, ctx: PolicyContext) -> None:
+    def state(self, ctx: PolicyContext) -> PolicyState:
         nu = next_use(ctx.stream)
         assert len(nu) == len(ctx.stream.block_ids), "Belady needs the next use of every access"
-        self._neg_next = (-nu).tolist()
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        return (self._neg_next[occ], 0)
+        empty = PolicyState.empty(1)
+        return PolicyState(empty.ef, empty.ei, empty.bf, nu, empty.sc)

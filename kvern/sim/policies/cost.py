@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 LLAMA_8B_ATTN_RATIO = 4 * 32 * 4096 / (2 * 8.0e9)
 
@@ -31,22 +32,27 @@ def block_costs(depth: np.ndarray, block_tokens: np.ndarray, block_size: int,
     return n + attn_ratio * (n * start + n * (n - 1) / 2.0)
 
 
+@numba.njit(cache=True, inline="always")
+def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    uses = 1 if new else ei[entry] + 1
+    ei[entry] = uses
+    return sc[0] + uses * bf[block], 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def evicted(sc, p1):  # type: ignore[no-untyped-def]
+    sc[0] = p1
+
+
 class Cost(Policy):
     name = "cost"
     summary = "greedy-dual, recompute cost grows with depth"
+    code = 3
     defaults: ClassVar[Mapping[str, Any]] = {"attn_ratio": LLAMA_8B_ATTN_RATIO}
 
-    def bind(self, ctx: PolicyContext) -> None:
+    def state(self, ctx: PolicyContext) -> PolicyState:
         s = ctx.stream
-        ratio = float(self.params["attn_ratio"])
-        self._cost = block_costs(s.depth, s.block_tokens, s.block_size, ratio).tolist()
-        self._uses = [0] * ctx.num_entries
-        self._aging = 0.0
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        uses = 1 if new else self._uses[entry] + 1
-        self._uses[entry] = uses
-        return (self._aging + uses * self._cost[block], 0)
-
-    def on_evict(self, entry: int, priority: Priority) -> None:
-        self._aging = priority[0]
+        costs = block_costs(s.depth, s.block_tokens, s.block_size, float(self.params["attn_ratio"]))
+        empty = PolicyState.empty(ctx.num_entries)
+        return PolicyState(empty.ef, empty.ei, np.ascontiguousarray(costs, dtype=np.float64), empty.oi,
+                           empty.sc)

@@ -7,19 +7,22 @@ the cache prefix-closed without a special rule.
 
 from __future__ import annotations
 
-import numpy as np
+import numba
 
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
+
+
+@numba.njit(cache=True, inline="always")
+def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    if new:
+        ei[entry] = t
+    return float(ei[entry]), 0.0
 
 
 class FIFO(Policy):
     name = "fifo"
     summary = "first in, first out"
+    code = 1
 
-    def bind(self, ctx: PolicyContext) -> None:
-        self._inserted = np.zeros(ctx.num_entries, dtype=np.int64).tolist()
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        if new:
-            self._inserted[entry] = t
-        return (self._inserted[entry], 0)
+    def state(self, ctx: PolicyContext) -> PolicyState:
+        return PolicyState.empty(ctx.num_entries)

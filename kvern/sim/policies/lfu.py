@@ -14,30 +14,36 @@ import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+import numba
+
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
+
+
+@numba.njit(cache=True, inline="always")
+def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    rate = sc[0]
+    if rate == 0.0:
+        score = 1.0 if new else ef[entry] + 1.0
+    else:
+        x = t * rate
+        if new:
+            score = x
+        else:
+            a = ef[entry]
+            hi, lo = (a, x) if a >= x else (x, a)
+            score = hi + math.log2(1.0 + 2.0 ** (lo - hi))
+    ef[entry] = score
+    return score, float(t)
 
 
 class LFU(Policy):
     name = "lfu"
     summary = "least frequently used, ties by LRU"
+    code = 2
     defaults: ClassVar[Mapping[str, Any]] = {"half_life": None}
 
-    def bind(self, ctx: PolicyContext) -> None:
-        self._score = [0.0] * ctx.num_entries
+    def state(self, ctx: PolicyContext) -> PolicyState:
+        st = PolicyState.empty(ctx.num_entries)
         half_life = self.params["half_life"]
-        self._rate = None if half_life is None else 1.0 / float(half_life)
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        if self._rate is None:
-            score = 1.0 if new else self._score[entry] + 1.0
-        else:
-            x = t * self._rate
-            score = x if new else _log2_add(self._score[entry], x)
-        self._score[entry] = score
-        return (score, t)
-
-
-def _log2_add(a: float, b: float) -> float:
-    """log2(2^a + 2^b) without overflow."""
-    hi, lo = (a, b) if a >= b else (b, a)
-    return hi + math.log2(1.0 + 2.0 ** (lo - hi))
+        st.sc[0] = 0.0 if half_life is None else 1.0 / float(half_life)
+        return st

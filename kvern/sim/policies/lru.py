@@ -8,15 +8,20 @@ evicted before its parents (``FreeKVCacheBlockQueue``, ``BlockPool.free_blocks``
 
 from __future__ import annotations
 
-from kvern.sim.policies.base import Policy, PolicyContext, Priority
+import numba
+
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
+
+
+@numba.njit(cache=True, inline="always")
+def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    return float(t), 0.0
 
 
 class LRU(Policy):
     name = "lru"
     summary = "least recently used"
+    code = 0
 
-    def bind(self, ctx: PolicyContext) -> None:
-        pass
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        return (t, 0)
+    def state(self, ctx: PolicyContext) -> PolicyState:
+        return PolicyState.empty(1)

@@ -64,3 +64,5 @@ def register(cls: type[Profile]) -> type[Profile]:
 
 PROGRESS_EVERY = 1024
 """Requests between two progress updates (keeps the callback off the hot loop)."""
+CHUNK = 4096
+"""Requests per call of a compiled engine loop (progress is reported between calls)."""

@@ -29,25 +29,30 @@ What it reproduces, from vllm-project/vllm ``vllm/v1/core/`` (the version with
 
 The model is sequential (one request runs, generating one token, then the next arrives), as
 in DESIGN.md §3; decode-time blocks are not modelled. The free queue's cached part is kept
-as a heap ordered by the policy: with ``lru`` the order is the free order, exactly vLLM's.
+as a heap ordered by the policy: with ``lru`` (priority = request index, ties deeper first)
+the order is the free order, exactly vLLM's. Slots, the copies of each key (a linked list in
+insertion order) and the heap are flat arrays; the loop is compiled.
 Other policies pick among the free cached blocks by their own priority (fresh blocks still
 first), restricted to leaves at the key level: a block may go if another copy of its key is
 cached or no cached block extends its key. vLLM's LRU queue never needs that restriction (a
 block's key is always freed after every block that extends it), so it changes nothing for
-``lru`` — ``tests/sim/test_vllm_reference.py`` checks this against a literal port of the
-free queue.
+``lru`` — ``tests/sim/test_vllm.py`` checks this against a literal port of the free queue.
 """
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
-
+import numba
 import numpy as np
 
+from kvern.sim import heap
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.profiles.base import PROGRESS_EVERY, Advance, Profile, register
+from kvern.sim.policies.kernels import policy_evicted, policy_touch
+from kvern.sim.profiles.base import CHUNK, Advance, Profile, register
 from kvern.sim.result import SimResult
 from kvern.sim.stream import BlockStream
+
+# counters: heap length, fresh slots, evictions, compaction rounds
+_HN, _FRESH, _EVICTED, _ROUNDS = 0, 1, 2, 3
 
 
 @register
@@ -60,124 +65,174 @@ class VLLM(Profile):
         cap = int(capacity_blocks)
         assert cap >= 1, "capacity must be at least one block"
         num_req, num_unique = stream.num_requests, stream.num_unique
-        policy.bind(PolicyContext(stream, cap))
-        touch, on_evict = policy.touch, policy.on_evict
-        offs = stream.req_offsets.tolist()
-        ids = stream.block_ids.tolist()
-        prompt = stream.prompt_tokens.tolist()
-        parent = stream.parent.tolist()
-        neg_depth = (-stream.depth.astype(np.int64)).tolist()
-        bs = stream.block_size
-
-        slot_key = [-1] * cap
-        """Interned block held under a hash by each slot, -1 for none."""
-        is_free = bytearray(cap)
-        """1 = a cached slot in the free queue (an eviction candidate)."""
-        fresh = list(range(cap - 1, -1, -1))
-        """Free slots without a hash; the queue's head, popped first."""
-        copies: list[list[int] | None] = [None] * num_unique
-        """Slots cached under each key, in insertion order (``BlockHashToBlockMap``)."""
-        child_keys = [0] * num_unique
-        """Keys with at least one cached copy whose parent is this key."""
-        version = [0] * cap
-        prio: list = [None] * cap
-        heap: list = []
-        evicted = 0
-        cached = [0] * num_req
-        unschedulable = np.zeros(num_req, dtype=bool)
-
-        def push_free_copies(key: int) -> None:
-            for s in copies[key] or ():
-                if is_free[s]:
-                    heappush(heap, (prio[s], neg_depth[key], s, version[s]))
-
-        def evict_one() -> int:
-            nonlocal evicted
-            while heap:
-                pk, _nd, s, v = heappop(heap)
-                key = slot_key[s]
-                if v != version[s] or not is_free[s] or key < 0:
-                    continue
-                holders = copies[key]
-                assert holders is not None, "a cached slot whose key has no copy list"
-                if len(holders) == 1 and child_keys[key]:
-                    continue  # not a leaf now; pushed again when it becomes one
-                holders.remove(s)
-                slot_key[s] = -1
-                is_free[s] = 0
-                version[s] += 1
-                evicted += 1
-                on_evict(s, pk)
-                if not holders:
-                    copies[key] = None
-                    p = parent[key]
-                    if p >= 0:
-                        child_keys[p] -= 1
-                        if not child_keys[p]:
-                            push_free_copies(p)
-                return s
-            raise AssertionError("no evictable block although the request fits the pool")
-
-        for r in range(num_req):
-            lo, hi = offs[r], offs[r + 1]
-            n = hi - lo  # == ceil(prompt / block_size): every block, partial tail included
-            if n > cap:
-                unschedulable[r] = True
-                continue
-            p_tokens = prompt[r]
-            max_hit = (p_tokens - 1) // bs
-            full = p_tokens // bs
-            held: list[int] = []
-            k = 0
-            while k < max_hit:  # find_longest_cache_hit, then touch()
-                holders = copies[ids[lo + k]]
-                if not holders:
-                    break
-                s = holders[0]
-                is_free[s] = 0
-                version[s] += 1
-                held.append(s)
-                k += 1
-            cached[r] = k * bs
-            for _ in range(k, n):  # get_new_blocks: fresh first, then the policy's victim
-                held.append(fresh.pop() if fresh else evict_one())
-            for j in range(k, full):  # cache_full_blocks
-                s, key = held[j], ids[lo + j]
-                slot_key[s] = key
-                holders = copies[key]
-                if holders is None:
-                    copies[key] = [s]
-                    p = parent[key]
-                    if p >= 0:
-                        child_keys[p] += 1
-                else:
-                    holders.append(s)
-                    if len(holders) == 2:
-                        push_free_copies(key)  # the older copy may be a leaf now
-            for j in range(n - 1, -1, -1):  # free(reversed(blocks))
-                s = held[j]
-                key = slot_key[s]
-                if key < 0:
-                    fresh.append(s)
-                    continue
-                pk = touch(s, key, r, lo + j, j >= k)
-                prio[s] = pk
-                is_free[s] = 1
-                v = version[s] + 1
-                version[s] = v
-                holders = copies[key]
-                if len(holders) > 1 or not child_keys[key]:
-                    heappush(heap, (pk, neg_depth[key], s, v))
-            if advance is not None and (r + 1) % PROGRESS_EVERY == 0:
-                advance(PROGRESS_EVERY)
-        if advance is not None:
-            advance(num_req % PROGRESS_EVERY)
-        self.final_slots = list(slot_key)
+        st = policy.state(PolicyContext(stream, cap))
+        lengths = np.diff(stream.req_offsets)
+        slot_key = np.full(cap, -1, dtype=np.int64)
+        is_free = np.zeros(cap, dtype=np.uint8)
+        fresh = np.arange(cap - 1, -1, -1, dtype=np.int64)  # a stack: slot 0 is popped first
+        head = np.full(num_unique, -1, dtype=np.int64)  # copies of a key: first (oldest) slot
+        tail = np.full(num_unique, -1, dtype=np.int64)
+        ncopies = np.zeros(num_unique, dtype=np.int32)
+        nxt = np.full(cap, -1, dtype=np.int64)
+        prv = np.full(cap, -1, dtype=np.int64)
+        child_keys = np.zeros(num_unique, dtype=np.int32)
+        version = np.zeros(cap, dtype=np.int64)
+        stamp = np.zeros(cap, dtype=np.int64)
+        prio = np.zeros((cap, 2), dtype=np.float64)
+        held = np.zeros(max(int(lengths.max()) if num_req else 1, 1), dtype=np.int64)
+        h = heap.new_heap(cap)
+        counters = np.array([0, cap, 0, 0], dtype=np.int64)
+        cached = np.zeros(num_req, dtype=np.int64)
+        unschedulable = np.zeros(num_req, dtype=np.uint8)
+        ids = stream.block_ids.astype(np.int64)
+        neg_depth = -stream.depth.astype(np.int64)
+        parent = stream.parent.astype(np.int64)
+        prompt = stream.prompt_tokens.astype(np.int64)
+        for r0 in range(0, num_req, CHUNK):
+            r1 = min(num_req, r0 + CHUNK)
+            _vllm_chunk(r0, r1, policy.code, st.ef, st.ei, st.bf, st.oi, st.sc, stream.req_offsets, ids,
+                        prompt, parent, neg_depth, stream.block_size, cap, slot_key, is_free, fresh, head,
+                        tail, ncopies, nxt, prv, child_keys, version, stamp, prio, held, h, counters,
+                        cached, unschedulable)
+            if advance is not None:
+                advance(r1 - r0)
+        self.final_slots = slot_key
         return SimResult(
             model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
-            capacity_blocks=cap, block_size=bs,
-            prompt_tokens=stream.prompt_tokens.astype(np.int64),
-            cached_tokens=np.asarray(cached, dtype=np.int64),
-            unschedulable=unschedulable,
-            evicted_blocks=evicted,
+            capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
+            unschedulable=unschedulable.astype(bool), evicted_blocks=int(counters[_EVICTED]),
         )
+
+
+@numba.njit(cache=True, inline="always")
+def _evictable(s, slot_key, is_free, ncopies, child_keys):  # type: ignore[no-untyped-def]
+    """A free cached slot that may go: another copy of its key stays, or nothing extends it."""
+    key = slot_key[s]
+    return is_free[s] == 1 and key >= 0 and (ncopies[key] > 1 or child_keys[key] == 0)
+
+
+@numba.njit(cache=True)
+def _compact(h, n, version, slot_key, is_free, ncopies, child_keys, stamp, round_):  # type: ignore[no-untyped-def]
+    m = 0
+    for i in range(n):
+        s = int(h[i, 3])
+        if h[i, 4] == version[s] and stamp[s] != round_ and _evictable(s, slot_key, is_free, ncopies,
+                                                                         child_keys):
+            stamp[s] = round_
+            for c in range(heap.ROW):
+                h[m, c] = h[i, c]
+            m += 1
+    heap.heapify(h, m)
+    return m
+
+
+@numba.njit(cache=True)
+def _push(s, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies, child_keys,  # type: ignore[no-untyped-def]
+          stamp):
+    hn = counters[_HN]
+    if hn == h.shape[0]:
+        counters[_ROUNDS] += 1
+        hn = _compact(h, hn, version, slot_key, is_free, ncopies, child_keys, stamp, counters[_ROUNDS])
+    counters[_HN] = heap.push(h, hn, prio[s, 0], prio[s, 1], neg_depth[key], s, version[s])
+
+
+@numba.njit(cache=True)
+def _vllm_chunk(r0, r1, code, ef, ei, bf, oi, sc, offs, ids, prompt, parent, neg_depth, bs, cap,  # type: ignore[no-untyped-def]
+                slot_key, is_free, fresh, head, tail, ncopies, nxt, prv, child_keys, version, stamp,
+                prio, held, h, counters, cached, unschedulable):
+    for r in range(r0, r1):
+        lo, hi = offs[r], offs[r + 1]
+        n = hi - lo  # == ceil(prompt / block_size): every block, the partial tail included
+        if n > cap:
+            unschedulable[r] = 1
+            continue
+        p_tokens = prompt[r]
+        max_hit = (p_tokens - 1) // bs
+        full = p_tokens // bs
+        # get_computed_blocks + touch: the first copy of each leading key leaves the queue
+        k = 0
+        while k < max_hit and ncopies[ids[lo + k]] > 0:
+            s = head[ids[lo + k]]
+            is_free[s] = 0
+            version[s] += 1
+            held[k] = s
+            k += 1
+        cached[r] = k * bs
+        # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
+        for j in range(k, n):
+            if counters[_FRESH] > 0:
+                counters[_FRESH] -= 1
+                held[j] = fresh[counters[_FRESH]]
+                continue
+            while True:
+                assert counters[_HN] > 0, "no evictable block although the request fits the pool"
+                s = int(h[0, 3])
+                v = h[0, 4]
+                p1 = h[0, 0]
+                counters[_HN] = heap.pop(h, counters[_HN])
+                if v == version[s] and _evictable(s, slot_key, is_free, ncopies, child_keys):
+                    break
+            key = slot_key[s]  # _maybe_evict_cached_block: drop this copy from the hash map
+            if prv[s] >= 0:
+                nxt[prv[s]] = nxt[s]
+            else:
+                head[key] = nxt[s]
+            if nxt[s] >= 0:
+                prv[nxt[s]] = prv[s]
+            else:
+                tail[key] = prv[s]
+            nxt[s] = -1
+            prv[s] = -1
+            ncopies[key] -= 1
+            slot_key[s] = -1
+            is_free[s] = 0
+            version[s] += 1
+            counters[_EVICTED] += 1
+            policy_evicted(code, sc, p1)
+            if ncopies[key] == 0 and parent[key] >= 0:
+                pk = parent[key]
+                child_keys[pk] -= 1
+                if child_keys[pk] == 0:  # the parent's free copies became leaves
+                    c = head[pk]
+                    while c >= 0:
+                        if is_free[c]:
+                            _push(c, pk, h, counters, prio, neg_depth, version, slot_key, is_free,
+                                  ncopies, child_keys, stamp)
+                        c = nxt[c]
+            held[j] = s
+        # cache_full_blocks: new full blocks get their key, appended to its copies
+        for j in range(k, full):
+            s = held[j]
+            key = ids[lo + j]
+            slot_key[s] = key
+            if ncopies[key] == 0:
+                head[key] = s
+                tail[key] = s
+                if parent[key] >= 0:
+                    child_keys[parent[key]] += 1
+            else:
+                prv[s] = tail[key]
+                nxt[tail[key]] = s
+                tail[key] = s
+            ncopies[key] += 1
+            if ncopies[key] == 2:  # the older copy may go now
+                c = head[key]
+                if is_free[c]:
+                    _push(c, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies,
+                          child_keys, stamp)
+        # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
+        for j in range(n - 1, -1, -1):
+            s = held[j]
+            key = slot_key[s]
+            if key < 0:
+                fresh[counters[_FRESH]] = s
+                counters[_FRESH] += 1
+                continue
+            p1, p2 = policy_touch(code, ef, ei, bf, oi, sc, s, key, r, lo + j, j >= k)
+            prio[s, 0] = p1
+            prio[s, 1] = p2
+            is_free[s] = 1
+            version[s] += 1
+            if ncopies[key] > 1 or child_keys[key] == 0:
+                _push(s, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies,
+                      child_keys, stamp)

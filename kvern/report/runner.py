@@ -1,0 +1,56 @@
+"""What ``kvern replay`` and ``kvern compare`` do between parsing flags and exiting.
+
+Load the trace, simulate every policy × capacity, write ``reports/<run>/`` and show the
+table (or the summary as JSON). Kept out of ``cli.py`` so the commands stay a few lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kvern.config import Config
+from kvern.errors import UsageError
+from kvern.report.console import Output
+from kvern.sim.run import RunResult, run_simulation
+
+_PARAM = re.compile(r"^(?P<policy>[a-z_]+)\.(?P<key>[a-z_]+)=(?P<value>.+)$")
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``["lfu.half_life=50"]`` -> ``{"lfu": {"half_life": "50"}}`` (the policy checks the keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or ():
+        m = _PARAM.match(item.strip())
+        if not m:
+            raise UsageError(f"--param {item!r}: expected POLICY.KEY=VALUE, e.g. lfu.half_life=50")
+        out.setdefault(m["policy"], {})[m["key"]] = m["value"]
+    return out
+
+
+def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output: Path | None) -> Path:
+    """``--output``, else ``<output_dir>/<command>-<trace name>-<profile>`` (same run, same folder)."""
+    if output is not None:
+        return output
+    stem = trace_path.name.split(".")[0] or "trace"
+    return Path(cfg.output_dir) / f"{command}-{stem}-{profile}"
+
+
+def simulate_and_report(trace_path: Path, cfg: Config, *, command: str, policies: str | Sequence[str],
+                        capacity: str | None, profile: str | None, params: Sequence[str] | None,
+                        output: Path | None, out: Output, load: dict[str, Any]) -> RunResult:
+    from kvern.ingest.pipeline import load_trace
+    from kvern.report.tables import summary_renderable
+    from kvern.report.write import summary_document, write_report
+
+    profile = profile or cfg.simulate.profile
+    trace = load_trace(trace_path, cfg, out=out, **load)
+    result = run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
+                            profile=profile, params=parse_params(params), out=out)
+    folder = run_folder(cfg, command, trace_path, profile, output)
+    write_report(result, folder)
+    out.info(f"report written to {folder}/")
+    out.result(summary_renderable(result), summary_document(result))
+    return result
