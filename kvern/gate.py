@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kvern.config import GateConfig
 from kvern.errors import InputError, UsageError
 from kvern.report.atomic import write_json
 
@@ -42,6 +43,13 @@ class Thresholds:
     """Absolute floor (0-1), or None for no floor."""
     max_drop: float | None = 0.02
     """Largest allowed fall against the baseline, absolute (0-1); None for no drop check."""
+
+    @classmethod
+    def from_config(cls, gate: GateConfig, metric: str | None = None, min_value: float | None = None,
+                    max_drop: float | None = None) -> Thresholds:
+        """``gate:`` of config.yaml, each value overridden by its flag where given."""
+        return cls(metric or gate.metric, gate.min_hit_rate if min_value is None else min_value,
+                   gate.max_drop if max_drop is None else max_drop)
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
@@ -85,6 +93,18 @@ class Verdict:
     @property
     def failed_checks(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
+
+    def message(self) -> str:
+        """One line per failed check, for the exit-1 message."""
+        name = self.metric.replace("_", " ")
+        lines = []
+        for c in self.failed_checks:
+            if c.name == "floor":
+                lines.append(f"{name} {self.current:.2%} is below the floor {c.limit:.2%}")
+            else:
+                lines.append(f"{name} {self.current:.2%} fell {c.value * 100:.2f} pt below the baseline "
+                             f"{self.baseline:.2%} (allowed: {c.limit * 100:.2f} pt)")
+        return "gate failed: " + "; ".join(lines) if lines else "gate passed"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kvern.config import GateConfig
 from kvern.errors import InputError, UsageError
 from kvern.gate import (
     Baseline,
@@ -46,6 +47,19 @@ def test_drop_within_and_beyond_max_drop() -> None:
 def test_exact_max_drop_passes_despite_float_noise() -> None:
     # 0.3 - 0.1 is 0.19999999999999998 in binary floats: a drop of exactly max_drop passes.
     assert evaluate(_row(0.1), baseline_from_row(_row(0.3)), Thresholds(max_drop=0.2)).passed
+
+
+def test_failure_message() -> None:
+    v = evaluate(_row(0.41), baseline_from_row(_row(0.642)), Thresholds(min_value=0.5, max_drop=0.02))
+    assert v.message() == ("gate failed: token hit rate 41.00% is below the floor 50.00%; token hit rate "
+                           "41.00% fell 23.20 pt below the baseline 64.20% (allowed: 2.00 pt)")
+    assert evaluate(_row(0.7), None, Thresholds(min_value=0.5)).message() == "gate passed"
+
+
+def test_thresholds_from_config_and_flags() -> None:
+    gate = GateConfig(min_hit_rate=0.3, max_drop=0.05)
+    assert Thresholds.from_config(gate) == Thresholds("token_hit_rate", 0.3, 0.05)
+    assert Thresholds.from_config(gate, "savings", 0.0, 0.0) == Thresholds("savings", 0.0, 0.0)
 
 
 def test_improvement_passes() -> None:

@@ -37,8 +37,10 @@ from kvern.ingest.trace import Trace
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.stream import BlockStream, block_streams
 
-WINDOW = 8
-"""Tokens that must agree again after a divergence for it to count as a swapped field."""
+WINDOW = 16
+"""Tokens that must agree again after a divergence for it to count as a swapped field: a block of
+the default size, so that chat-template tokens alone (``<|im_end|>`` … ``user``) never qualify and a
+loss is at least what one block cache entry would have held."""
 MAX_SPAN = 32
 """Longest stretch (tokens, on either side) that still counts as a field, not new content."""
 MAX_CHILDREN = 1024

@@ -72,7 +72,9 @@ class TraceProfile:
     """Per model: requests, sessions, prompt tokens, blocks, infinite-cache hit rate."""
     sessions: int
     requests_per_session: Distribution
-    """Over requests that carry a session id (count 0 when none do)."""
+    """Over sessions (requests without a session id are left out; count 0 when none have one)."""
+    session_sizes: dict[int, int]
+    """Requests in a session -> number of such sessions."""
     prompt_tokens: Distribution
     prompt_hist: Histogram
     reuse_distance: Distribution
@@ -102,6 +104,8 @@ def profile(trace: Trace) -> TraceProfile:
         summary=summary,
         sessions=len(per_session),
         requests_per_session=Distribution.of(per_session),
+        session_sizes=dict(zip(*(a.tolist() for a in np.unique(per_session, return_counts=True)),
+                               strict=True)),
         prompt_tokens=Distribution.of(prompt),
         prompt_hist=Histogram.log2(prompt),
         reuse_distance=Distribution.of(distances, dist_counts),

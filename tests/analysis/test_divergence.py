@@ -57,10 +57,11 @@ def test_nearest_is_longest_common_then_most_recent() -> None:
 
 
 def test_realign_prefers_least_edit() -> None:
-    a = np.array([9, 1, 2, 3, 4, 5, 6, 7, 8, 0])
-    b = np.array([1, 2, 3, 4, 5, 6, 7, 8, 0])
-    assert realign(a, b) == (1, 0, 9)
-    assert realign(a[:8], b) is None  # fewer than WINDOW tokens agree again
+    assert WINDOW == 16
+    a = np.array([9, *range(1, 21)])
+    b = np.arange(1, 21)
+    assert realign(a, b) == (1, 0, 20)
+    assert realign(a[:16], b) is None  # fewer than WINDOW tokens agree again
     assert realign(np.arange(3), np.arange(4)) is None
 
 

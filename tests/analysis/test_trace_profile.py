@@ -19,6 +19,7 @@ def test_profile_hand_computed() -> None:
     assert p.capacity_for_reuses == {"50%": 2, "90%": 3, "99%": 3}
     assert p.reuse_hist == Histogram([0, 1, 2, 4], [0, 1, 3])
     assert p.sessions == 2 and p.requests_per_session == Distribution(2, 1.5, 1.0, 2.0, 2.0, 2.0)
+    assert p.session_sizes == {1: 1, 2: 1}
     assert p.prompt_tokens == Distribution(4, 7.0, 8.0, 8.0, 8.0, 8.0)
     assert p.prompt_hist == Histogram([0, 1, 2, 4, 8, 16], [0, 0, 0, 1, 3])
     assert p.infinite_token_hit_rate == 16 / 28 and p.infinite_request_hit_rate == 0.5
@@ -31,4 +32,5 @@ def test_distribution_weighted_and_empty() -> None:
     assert d == Distribution(4, 6.25, 5.0, 10.0, 10.0, 10.0)
     assert Distribution.of(np.array([])) == Distribution(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     p = profile(make_trace([A], block_size=4))
-    assert p.sessions == 0 and p.reuse_distance.count == 0 and p.capacity_for_reuses == {}
+    assert p.sessions == 0 and p.session_sizes == {} and p.reuse_distance.count == 0
+    assert p.capacity_for_reuses == {}
