@@ -196,8 +196,9 @@ def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRate
 @app.command()
 @boundary
 def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20,
-            show_text: ShowTextOpt = False, no_measure: NoMeasureOpt = False, policy: GatePolicyOpt = None, capacity: CapacityOpt = None,
-            profile: ProfileOpt = None, output: OutputDirOpt = None, config: ConfigOpt = None,
+            show_text: ShowTextOpt = False, no_measure: NoMeasureOpt = False, policy: GatePolicyOpt = None,
+            capacity: CapacityOpt = None, profile: ProfileOpt = None, output: OutputDirOpt = None,
+            config: ConfigOpt = None,
             fmt: FormatOpt = None, model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False,
             no_cache: NoCacheOpt = False, no_normalize: NoNormalizeOpt = False,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
