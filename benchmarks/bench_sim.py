@@ -12,7 +12,8 @@ is what the run itself added. Engines:
   cache (unit-size objects, capacity in objects) on the same accesses flattened in kvern's
   touch order (each request tail → head), read by its C reader from an oracleGeneral file.
 * ``ordereddict-lru``: the textbook Python LRU on the same flattened accesses.
-* ``sim-<policy>``: the policy-generic simulator (``kvern.sim.simulate``), where it exists.
+* ``sim-<policy>[@profile]``: the policy-generic simulator (``kvern.sim.simulate.simulate``),
+  profile ``ideal`` unless named; its hit share is in tokens, the others' in blocks.
 
 The capacity is a share of the stream's unique blocks (``--capacity-share``, default 0.1).
 """
@@ -52,24 +53,24 @@ def run_engine(engine: str, stream: BlockStream, capacity: int) -> dict[str, Any
     base = psutil.Process().memory_info().rss
     _reset_peak_rss()
     t0 = time.perf_counter()
-    hits = run(arg, capacity)
+    kind, share = run(arg, capacity)
     seconds = time.perf_counter() - t0
     peak = _peak_rss()
     return {"engine": engine, "seconds": seconds, "accesses": len(stream.block_ids),
-            "unique": stream.num_unique, "capacity": capacity, "hit_blocks": int(hits),
+            "unique": stream.num_unique, "capacity": capacity, "hit_kind": kind, "hit_share": share,
             "peak_rss_added": None if peak is None else max(peak - base, 0)}
 
 
-def _kvern_lru(stream: BlockStream, capacity: int) -> int:
+def _kvern_lru(stream: BlockStream, capacity: int) -> tuple[str, float]:
     from kvern.sim.kernels import lru_run
 
-    return int(lru_run(stream, capacity).found_blocks.sum())
+    return "blocks", int(lru_run(stream, capacity).found_blocks.sum()) / len(stream.block_ids)
 
 
-def _kvern_curve(stream: BlockStream, capacity: int) -> int:
+def _kvern_curve(stream: BlockStream, capacity: int) -> tuple[str, float]:
     from kvern.sim.curve import lru_curve
 
-    return lru_curve(stream).at(capacity).hit_blocks
+    return "blocks", lru_curve(stream).at(capacity).hit_blocks / len(stream.block_ids)
 
 
 def _lcs_prepare(stream: BlockStream, capacity: int) -> Path:
@@ -84,17 +85,16 @@ def _lcs_prepare(stream: BlockStream, capacity: int) -> Path:
     return path
 
 
-def _lcs_run(path: Path, capacity: int) -> int:
+def _lcs_run(path: Path, capacity: int) -> tuple[str, float]:
     import libcachesim as lcs
 
     reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
     cache = lcs.LRU(capacity, hashpower=24)
     miss_ratio, _ = cache.process_trace(reader)
-    n = path.stat().st_size // 24
-    return round((1.0 - miss_ratio) * n)
+    return "blocks", 1.0 - miss_ratio
 
 
-def _od_run(flat: list[int], capacity: int) -> int:
+def _od_run(flat: list[int], capacity: int) -> tuple[str, float]:
     cache: OrderedDict[int, None] = OrderedDict()
     hits = 0
     for b in flat:
@@ -105,7 +105,7 @@ def _od_run(flat: list[int], capacity: int) -> int:
             cache[b] = None
             if len(cache) > capacity:
                 cache.popitem(last=False)
-    return hits
+    return "blocks", hits / len(flat)
 
 
 _ENGINE_FNS = {
@@ -117,13 +117,14 @@ _ENGINE_FNS = {
 
 
 def _sim_engine(engine: str) -> tuple[Any, Any]:
-    """``sim-<policy>``: the simulator's ``simulate`` on the ideal profile at one capacity."""
-    from kvern.sim.sweep import simulate_totals
+    """``sim-<policy>[@profile]``: the simulator's ``simulate`` at one capacity (profile ideal)."""
+    from kvern.sim.simulate import simulate
 
-    policy = engine.removeprefix("sim-")
+    policy, _, profile = engine.removeprefix("sim-").partition("@")
 
-    def run(stream: BlockStream, capacity: int) -> int:
-        return simulate_totals(stream, policy, capacity, "ideal").hit_blocks
+    def run(stream: BlockStream, capacity: int) -> tuple[str, float]:
+        res = simulate(stream, policy, capacity, profile or "ideal")
+        return "tokens", res.total_cached_tokens / res.total_prompt_tokens
 
     return (lambda s, c: s), run
 
@@ -177,7 +178,7 @@ def _fmt(row: dict[str, Any]) -> str:
     per = "n/a" if rss is None else f"{rss / row['unique']:.1f}"
     return (f"| {row['trace']} | {row['engine']} | {row['accesses']:,} | {row['unique']:,} | "
             f"{row['capacity']:,} | {row['seconds']:.2f} | {rate / 1e6:.1f} M | {per} | "
-            f"{row['hit_blocks'] / row['accesses']:.4f} |")
+            f"{row['hit_share']:.4f} of {row['hit_kind']} |")
 
 
 HEADER = ("| trace | engine | accesses | unique blocks | capacity | seconds | blocks/s | "

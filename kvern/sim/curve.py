@@ -82,6 +82,10 @@ class LRUCurve:
     """float64[U+1]: Σ cached/prompt over requests (mean per-request ratio × requests)."""
     hit_blocks: np.ndarray
     """int64[U+1]: blocks found in the cache at arrival (the cached prefixes)."""
+    request_blocks: np.ndarray
+    """int64[R]: blocks per request, ascending (for the admitted-block count)."""
+    request_blocks_cumsum: np.ndarray
+    """int64[R+1]: prefix sums of ``request_blocks``."""
 
     @property
     def num_unique(self) -> int:
@@ -101,8 +105,9 @@ class LRUCurve:
             raise ValueError(f"capacity must be ≥ 0 blocks, got {capacity_blocks}")
         c = min(int(capacity_blocks), self.num_unique)
         hit_blocks = int(self.hit_blocks[c])
-        # Every access that was not found is inserted; all but the final contents are evicted.
-        evicted = (self.accesses - hit_blocks) - min(int(capacity_blocks), self.num_unique)
+        # A request admits its leading min(n, C) blocks, of which the found ones were there;
+        # everything admitted but the final contents (min(C, U) blocks) was evicted.
+        evicted = self.admitted_blocks(capacity_blocks) - hit_blocks - c
         return CurvePoint(
             capacity_blocks=int(capacity_blocks),
             requests=self.requests,
@@ -113,6 +118,12 @@ class LRUCurve:
             hit_blocks=hit_blocks,
             evicted_blocks=evicted,
         )
+
+    def admitted_blocks(self, capacity_blocks: int) -> int:
+        """Σ over requests of min(blocks, capacity): what a cache of that size takes in."""
+        lengths, sums = self.request_blocks, self.request_blocks_cumsum
+        shorter = int(np.searchsorted(lengths, capacity_blocks, side="left"))
+        return int(sums[shorter]) + int(capacity_blocks) * (len(lengths) - shorter)
 
     def capacity_for(self, cached_tokens: int) -> int | None:
         """Smallest capacity in blocks whose cached tokens reach ``cached_tokens`` (None: never)."""
@@ -132,6 +143,7 @@ def lru_curve(stream: BlockStream, *, last_token_rule: bool = False) -> LRUCurve
     prompt = np.ascontiguousarray(stream.prompt_tokens, dtype=np.int64)
     if len(ids) and (ids.min() < 0 or ids.max() >= u):
         raise ValueError("block ids must be interned to 0..num_unique-1")
+    lengths = np.sort(np.diff(offsets))
     # The kernel fills the histograms, then turns them in place into totals per capacity.
     _stack_distances(ids, offsets, prompt, stream.block_size, u, last_token_rule,
                      hist.tokens, hist.requests, hist.ratio, hist.blocks)
@@ -146,6 +158,8 @@ def lru_curve(stream: BlockStream, *, last_token_rule: bool = False) -> LRUCurve
         hit_requests=hist.requests,
         hit_ratio_sum=hist.ratio,
         hit_blocks=hist.blocks,
+        request_blocks=lengths,
+        request_blocks_cumsum=np.concatenate([[0], np.cumsum(lengths)]),
     )
 
 

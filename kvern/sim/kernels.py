@@ -29,6 +29,10 @@ class LRURun:
     found_blocks: np.ndarray
     """int32[R]: leading blocks found at arrival (the cached prefix, before any cap)."""
     evicted_blocks: int
+    """Blocks dropped to make room (a long request's blocks beyond the capacity are never
+    admitted, so they do not count)."""
+    final_cache: np.ndarray
+    """int64[]: ids of the blocks cached after the last request, ascending."""
 
 
 def lru_run(stream: BlockStream, capacity_blocks: int, *, last_token_rule: bool = False) -> LRURun:
@@ -38,13 +42,15 @@ def lru_run(stream: BlockStream, capacity_blocks: int, *, last_token_rule: bool 
     r = stream.num_requests
     cached = np.zeros(r, np.int32)
     found = np.zeros(r, np.int32)
+    present = np.zeros(stream.num_unique, np.bool_)
     evicted = _lru_kernel(
         np.ascontiguousarray(stream.block_ids, dtype=np.int32),
         np.ascontiguousarray(stream.req_offsets, dtype=np.int64),
         np.ascontiguousarray(stream.prompt_tokens, dtype=np.int32),
         stream.block_size, stream.num_unique, int(capacity_blocks), last_token_rule, cached, found,
+        present,
     )
-    return LRURun(int(capacity_blocks), cached, found, int(evicted))
+    return LRURun(int(capacity_blocks), cached, found, int(evicted), np.flatnonzero(present))
 
 
 def lru_state_bytes(num_unique: int) -> int:
@@ -55,14 +61,13 @@ def lru_state_bytes(num_unique: int) -> int:
 @numba.njit(cache=True, nogil=True)
 def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
                 num_unique: int, capacity: int, last_token_rule: bool,
-                cached_out: np.ndarray, found_out: np.ndarray) -> int:
+                cached_out: np.ndarray, found_out: np.ndarray, present: np.ndarray) -> int:
     # Recency list: slot num_unique is the sentinel; nxt runs from most to least recent.
     head = num_unique
     nxt = np.empty(num_unique + 1, np.int32)
     prv = np.empty(num_unique + 1, np.int32)
     nxt[head] = head
     prv[head] = head
-    present = np.zeros(num_unique, np.bool_)
     size = 0
     evicted = 0
     for r in range(len(offsets) - 1):
@@ -77,8 +82,10 @@ def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_
             tok = min(tok, p - 1)
         cached_out[r] = max(tok, 0)
         found_out[r] = found
-        # Admit the request, touching tail -> head: each block moves to the front.
-        for i in range(e - 1, s - 1, -1):
+        # Admit the request's leading min(n, capacity) blocks (a longer request keeps only its
+        # head, DESIGN.md §3), touching tail -> head: each block moves to the front.
+        m = min(e - s, capacity)
+        for i in range(s + m - 1, s - 1, -1):
             b = ids[i]
             if present[b]:
                 a = prv[b]

@@ -45,8 +45,9 @@ class NaiveResult:
 
 def naive_lru(requests: list[Request], block_size: int, capacity: int,
               last_token_rule: bool = False) -> NaiveResult:
-    """DESIGN.md §3–4 read literally: lookup, admit all (touch tail → head), then evict the
-    least recent *leaf* (ties: deeper, then lower key) until at most ``capacity`` remain."""
+    """DESIGN.md §3–4 read literally: lookup; admit the leading ``min(n, capacity)`` blocks
+    (a longer request keeps only its head), touching tail → head; then evict the least recent
+    *leaf* (ties: deeper, then lower key) until at most ``capacity`` remain."""
     parent: dict[int, int | None] = {}
     depth: dict[int, int] = {}
     for keys, _ in requests:
@@ -68,7 +69,7 @@ def naive_lru(requests: list[Request], block_size: int, capacity: int,
         res.cached_tokens += cached
         res.hit_requests += cached > 0
         res.hit_ratio_sum += cached / prompt
-        for k in reversed(keys):
+        for k in reversed(keys[:capacity]):
             clock += 1
             cache[k] = clock
         while len(cache) > capacity:

@@ -45,7 +45,8 @@ def test_request_larger_than_capacity_keeps_its_head() -> None:
     curve = lru_curve(make_stream(reqs, BS))
     assert curve.cached_tokens.tolist() == [0, 4, 8, 12, 16]
     assert lru_curve(make_stream(reqs, BS), last_token_rule=True).cached_tokens[-1] == 15
-    assert curve.at(2).evicted_blocks == 4  # 3,4 after r0; 3,4 again after r1
+    assert curve.at(2).evicted_blocks == 0  # only the head 1,2 is ever admitted
+    assert curve.at(1).evicted_blocks == 0
     _check_all_capacities(reqs, BS, rule=True)
 
 

@@ -1,0 +1,301 @@
+"""Hit rate against capacity for each policy, and the capacity answer (DESIGN.md §4–5).
+
+LRU under a profile the one-pass curve supports (``CURVE_PROFILES``) comes exactly, for every
+capacity, from ``kvern.sim.curve``; every other policy (and LRU under other profiles) is
+simulated at log-spaced capacities, the runs spread over the machine's cores. Then, per
+model and policy, the *capacity answer*: the smallest cache that reaches 50/80/90/95% of
+the achievable token hit rate (the infinite cache's), in blocks, tokens and bytes of KV.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kvern.config import Config
+from kvern.errors import UsageError
+from kvern.ingest.trace import Trace
+from kvern.report.console import NULL_OUTPUT, Output
+from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
+from kvern.sim.curve import LRUCurve, lru_curve
+from kvern.sim.policies import parse_policy_list
+from kvern.sim.profiles import get_profile
+from kvern.sim.result import SimResult
+from kvern.sim.run import policy_params
+from kvern.sim.simulate import check_supported, simulate
+from kvern.sim.stream import BlockStream, block_streams
+
+PERCENTS = (50, 80, 90, 95)
+DEFAULT_POINTS = 20
+
+CURVE_PROFILES = frozenset({"ideal"})
+"""Profiles whose LRU cache is exactly the stack of the ``min(C, seen)`` most recent blocks."""
+WHY_NO_CURVE = {
+    "vllm": "vLLM's pool also holds each running request's partial tail block and a second copy "
+            "of a block-aligned exact repeat, so its contents at C blocks are not the C most "
+            "recent blocks",
+    "sglang": "SGLang evicts whole radix nodes and may free more than it needs, so its contents "
+              "depend on the capacity in ways a single stack cannot follow",
+    "llamacpp": "llama-server keeps one prompt per slot rather than a recency stack of blocks",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One policy at one capacity for one model: the same totals a simulation reports."""
+
+    model: str
+    policy: str
+    policy_label: str
+    capacity_blocks: int
+    source: str
+    """"curve" (exact one-pass LRU) or "simulation"."""
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    hit_requests: int
+    hit_ratio_sum: float
+    evicted_blocks: int
+    unschedulable_requests: int
+
+    @property
+    def token_hit_rate(self) -> float:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The smallest capacity that reaches ``percent`` % of the achievable cached tokens."""
+
+    model: str
+    policy: str
+    percent: int
+    target_tokens: int
+    """Cached tokens to reach: ``ceil(percent/100 × achievable)``."""
+    capacity_blocks: int | None
+    """None: not reached at any capacity of the sweep."""
+    exact: bool
+    """True from the one-pass curve; False = the smallest *sampled* capacity that reaches it."""
+    block_size: int
+    kv_bytes_per_token: int | None
+
+    @property
+    def capacity_tokens(self) -> int | None:
+        return None if self.capacity_blocks is None else self.capacity_blocks * self.block_size
+
+    @property
+    def capacity_bytes(self) -> int | None:
+        if self.capacity_tokens is None or self.kv_bytes_per_token is None:
+            return None
+        return self.capacity_tokens * self.kv_bytes_per_token
+
+    def words(self) -> str:
+        head = f"to reach {self.percent}% of the achievable token hit rate with {self.policy}"
+        if self.target_tokens == 0:
+            return f"{head}: nothing to reach, the trace has no prefix reuse for {self.model}"
+        if self.capacity_blocks is None:
+            return f"{head}: not reached within the sweep's capacities (widen --capacity)"
+        need = "you need" if self.exact else "a sampled capacity of at most"
+        gib = ("n/a GiB (no KV geometry: set models." + self.model + ".geometry)"
+               if self.capacity_bytes is None else f"{self.capacity_bytes / 2**30:,.2f} GiB")
+        return (f"{head} {need} {self.capacity_blocks:,} blocks = {self.capacity_tokens:,} tokens "
+                f"= {gib} of KV for {self.model}")
+
+
+@dataclass(frozen=True)
+class ModelSweep:
+    model: str
+    block_size: int
+    num_unique: int
+    capacities: list[int]
+    """Sampled capacities in blocks, ascending."""
+    prompt_tokens: int
+    achievable_tokens: int
+    """Cached tokens with an unbounded cache under the profile (the ceiling of every policy)."""
+    kv_bytes_per_token: int | None
+    points: list[Point]
+    answers: list[Answer]
+    curve: LRUCurve | None
+    """The exact LRU curve, when the profile supports it."""
+
+    @property
+    def achievable_rate(self) -> float:
+        return self.achievable_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    trace_name: str
+    profile: str
+    policies: list[str]
+    models: list[ModelSweep]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exact_lru(self) -> bool:
+        return self.profile in CURVE_PROFILES
+
+
+def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profile: str,
+              capacity: str | None = None, points: int = DEFAULT_POINTS,
+              params: Mapping[str, Mapping[str, Any]] | None = None, jobs: int | None = None,
+              out: Output = NULL_OUTPUT) -> SweepResult:
+    """Sweep ``policies`` over capacities under ``profile`` (see the module docstring).
+
+    ``capacity``: a range (``1k:1M``, ``points`` log-spaced values) or a list, in any unit
+    ``kvern.sim.capacity`` reads; None = ``points`` values from 1/1000 of the trace's unique
+    blocks up to where the cache holds them all.
+    """
+    names = parse_policy_list(policies if isinstance(policies, str) else list(policies))
+    get_profile(profile)
+    for name in names:
+        check_supported(profile, name)
+    if points < 2:
+        raise UsageError(f"--points: {points}; a sweep needs at least 2 points")
+    if trace.num_requests == 0:
+        raise UsageError("the trace has no requests")
+    streams = block_streams(trace)
+    specs = None if capacity is None else parse_capacity(capacity, points)
+    exact = profile in CURVE_PROFILES
+    if not exact:
+        out.info(f"LRU is simulated at {points} capacities, not drawn exactly: under --profile {profile}, "
+                 f"{WHY_NO_CURVE.get(profile, 'its cache is not a recency stack of blocks')}.")
+
+    plans: dict[str, list[int]] = {}
+    tasks: list[tuple[str, str, int, dict[str, Any]]] = []
+    for model, stream in streams.items():
+        caps = _capacities(stream, specs, points, cfg, model, exact)
+        plans[model] = caps
+        for name in names:
+            merged = policy_params(name, cfg, model, params)
+            if not (exact and name == "lru"):
+                tasks.extend((model, name, c, merged) for c in caps)
+        if not exact:  # the achievable rate: LRU with room for every block ever allocated
+            tasks.append((model, "lru", len(stream.block_ids) + 1, policy_params("lru", cfg, model, params)))
+
+    results = _run_parallel(tasks, streams, profile, jobs, out)
+    by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True)}
+    models = []
+    with out.progress("one-pass LRU curves", len(streams) if exact else 0) as advance:
+        for model, stream in streams.items():
+            curve = None
+            if exact:
+                curve = lru_curve(stream, last_token_rule=get_profile(profile).last_token_rule)
+                advance(1)
+            models.append(_model_sweep(cfg, stream, names, plans[model], by_task, curve, profile))
+    settings = {
+        "trace": trace.meta.source, "profile": profile, "policies": names,
+        "capacity": capacity, "points": points, "exact_lru_curve": exact,
+        "block_size": trace.meta.block_size, "models": list(streams),
+        "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
+    }
+    return SweepResult(trace.meta.source, profile, names, models, settings)
+
+
+# -- capacities ----------------------------------------------------------------------------------
+
+def _capacities(stream: BlockStream, specs: list[CapacitySpec] | None, points: int, cfg: Config,
+                model: str, exact: bool) -> list[int]:
+    if specs is not None:
+        return sorted(set(capacity_blocks(specs, cfg, model, stream.block_size)))
+    longest = int(np.diff(stream.req_offsets).max())
+    # The pool of a non-ideal profile also holds running requests' partial tails.
+    hi = max(2, stream.num_unique if exact else stream.num_unique + longest)
+    lo = max(1, hi // 1000)
+    return sorted(set(np.round(np.geomspace(lo, hi, points)).astype(np.int64).tolist()))
+
+
+# -- parallel simulations --------------------------------------------------------------------------
+
+_STREAMS: dict[str, BlockStream] = {}
+"""The streams the forked workers read (inherited, never pickled)."""
+_PROFILE = ""
+
+
+def _simulate_task(task: tuple[str, str, int, dict[str, Any]]) -> SimResult:
+    model, policy, cap, params = task
+    return simulate(_STREAMS[model], policy, cap, _PROFILE, params)
+
+
+def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
+                  profile: str, jobs: int | None, out: Output) -> list[SimResult]:
+    """Run the simulations across ``jobs`` processes (default: all cores), results in task order."""
+    global _STREAMS, _PROFILE
+    _STREAMS, _PROFILE = dict(streams), profile
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if jobs < 1:
+        raise UsageError(f"--jobs: {jobs}; at least 1")
+    results: list[SimResult | None] = [None] * len(tasks)
+    try:
+        if jobs == 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
+            with out.progress(f"simulating {len(tasks)} runs", len(tasks)) as advance:
+                for i, task in enumerate(tasks):
+                    results[i] = _simulate_task(task)
+                    advance(1)
+        else:
+            # Workers fork at the first submit, before the progress bar starts its thread.
+            with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=mp.get_context("fork")) as pool:
+                futures: dict[Future[SimResult], int] = {}
+                for i, task in enumerate(tasks):
+                    futures[pool.submit(_simulate_task, task)] = i
+                with out.progress(f"simulating {len(tasks)} runs on {jobs} cores", len(tasks)) as advance:
+                    for fut in as_completed(futures):
+                        results[futures[fut]] = fut.result()
+                        advance(1)
+    finally:
+        _STREAMS, _PROFILE = {}, ""
+    assert all(r is not None for r in results), "a simulation task returned nothing"
+    return results  # type: ignore[return-value]
+
+
+# -- per model: points and answers -----------------------------------------------------------------
+
+def _model_sweep(cfg: Config, stream: BlockStream, names: list[str], caps: list[int],
+                 by_task: Mapping[tuple[str, str, int], SimResult], curve: LRUCurve | None,
+                 profile: str) -> ModelSweep:
+    model = stream.model
+    geometry = cfg.model(model).geometry
+    per_token = None if geometry is None else geometry.kv_bytes_per_token
+    prompt = int(stream.prompt_tokens.sum())
+    if curve is not None:
+        achievable = int(curve.cached_tokens[-1])
+    else:
+        achievable = by_task[(model, "lru", len(stream.block_ids) + 1)].total_cached_tokens
+    points: list[Point] = []
+    answers: list[Answer] = []
+    for name in names:
+        row = [_curve_point(curve, model, c) if (curve is not None and name == "lru")
+               else _sim_point(by_task[(model, name, c)]) for c in caps]
+        points.extend(row)
+        for pct in PERCENTS:
+            target = -(-pct * achievable // 100)
+            if curve is not None and name == "lru":
+                cap: int | None = curve.capacity_for(target)
+                exact = True
+            else:
+                cap = next((p.capacity_blocks for p in row if p.cached_tokens >= target), None)
+                exact = False
+            answers.append(Answer(model, name, pct, target, cap, exact, stream.block_size, per_token))
+    return ModelSweep(model, stream.block_size, stream.num_unique, caps, prompt, achievable, per_token,
+                      points, answers, curve)
+
+
+def _curve_point(curve: LRUCurve, model: str, cap: int) -> Point:
+    p = curve.at(cap)
+    return Point(model, "lru", "lru", cap, "curve", p.requests, p.prompt_tokens, p.cached_tokens,
+                 p.hit_requests, p.hit_ratio_sum, p.evicted_blocks, 0)
+
+
+def _sim_point(res: SimResult) -> Point:
+    ratio = np.divide(res.cached_tokens, res.prompt_tokens, out=np.zeros(res.num_requests),
+                      where=res.prompt_tokens > 0)
+    return Point(res.model, res.policy, res.policy_label, res.capacity_blocks, "simulation",
+                 res.num_requests, res.total_prompt_tokens, res.total_cached_tokens,
+                 int(res.hit.sum()), float(ratio.sum()), res.evicted_blocks, int(res.unschedulable.sum()))
