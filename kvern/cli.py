@@ -110,6 +110,20 @@ PoliciesOpt = Annotated[str | None, typer.Option(
     "--policies", help="policies side by side, e.g. lru,lfu,cost,belady (default: config)")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="policy parameter POLICY.KEY=VALUE, e.g. lfu.half_life=50 (repeatable)")]
+# live replay (issue 5): with --backend, replay sends the trace to a server instead of simulating
+BackendOpt = Annotated[str | None, typer.Option(
+    "--backend", help="replay live against this OpenAI-compatible server, e.g. http://127.0.0.1:8080")]
+SpeedupOpt = Annotated[float | None, typer.Option("--speedup", help="live: log timestamps, X times faster")]
+RateOpt = Annotated[str | None, typer.Option("--rate", help="live: R req/s, R:poisson (default), R:constant")]
+ConcurrencyOpt = Annotated[int | None, typer.Option(
+    "--concurrency", help="live: most requests in flight (alone: a closed loop of N)")]
+MaxRequestsOpt = Annotated[int | None, typer.Option("--max-requests", help="live: send the first N requests")]
+DurationOpt = Annotated[float | None, typer.Option("--duration", help="live: stop sending after S seconds")]
+TimeoutOpt = Annotated[float | None, typer.Option("--timeout", help="live: seconds per attempt")]
+RetriesOpt = Annotated[int | None, typer.Option("--retries", help="live: retries per request (config live)")]
+ServedModelOpt = Annotated[str | None, typer.Option("--served-model", help="live: model name to send")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    "--api-key", help="live: API key (default: the variable named by live.api_key_env)", show_default=False)]
 
 
 def _load_options(fmt: str | None, skip_invalid: bool, no_cache: bool, model: str | None) -> dict[str, Any]:
@@ -122,11 +136,28 @@ def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = N
            profile: ProfileOpt = None, param: ParamOpt = None, output: OutputDirOpt = None,
            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
-           json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
-    """Simulate one policy on a trace and write reports/<run>/."""
+           json_mode: JsonOpt = False, quiet: QuietOpt = False, backend: BackendOpt = None,
+           speedup: SpeedupOpt = None, rate: RateOpt = None, concurrency: ConcurrencyOpt = None,
+           max_requests: MaxRequestsOpt = None, duration: DurationOpt = None, timeout: TimeoutOpt = None,
+           retries: RetriesOpt = None, served_model: ServedModelOpt = None,
+           api_key: ApiKeyOpt = None) -> None:
+    """Simulate one policy on a trace (or, with --backend, replay it live and reconcile)."""
     from kvern.config import load_config
     from kvern.report.runner import simulate_and_report
 
+    if backend is not None:
+        from kvern.live.command import default_folder, replay_live
+        from kvern.live.replay import LiveOptions
+
+        cfg = load_config(config)
+        prof = profile or cfg.simulate.profile
+        replay_live(trace, cfg, LiveOptions(
+            backend=backend, output_dir=output or default_folder(cfg, trace, prof), speedup=speedup,
+            rate=rate, concurrency=concurrency, max_requests=max_requests, duration_s=duration,
+            timeout_s=timeout, retries=retries, served_model=served_model, api_key=api_key, profile=prof,
+            policy=policy, capacity=capacity, fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache,
+            model=model), _output(json_mode, quiet))
+        return
     simulate_and_report(trace, load_config(config), command="replay", policies=[policy], capacity=capacity,
                         profile=profile, params=param, output=output, out=_output(json_mode, quiet),
                         load=_load_options(fmt, skip_invalid, no_cache, model))

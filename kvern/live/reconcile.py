@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from kvern.config import Config
 from kvern.ingest.trace import Trace
 from kvern.live.bodies import synthetic_prompt
+from kvern.sim.capacity import CapacitySpec, capacity_blocks
 from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
 from kvern.sim.stream import block_streams
 
@@ -89,18 +91,19 @@ def predict_llamacpp(trace: Trace, live: pa.Table, order: np.ndarray, slots: int
     return predict(prompts_of(trace, rows), generated, LlamaServerConfig(slots=slots))
 
 
-def predict_with_profile(trace: Trace, live: pa.Table, order: np.ndarray, profile: str,
-                         policy: str, capacity_blocks: int) -> np.ndarray:
+def predict_with_profile(trace: Trace, cfg: Config, live: pa.Table, order: np.ndarray, profile: str,
+                         policy: str, capacity: CapacitySpec) -> np.ndarray:
     """Any registered profile, on the block stream of the served requests in served order."""
-    import kvern.sim.profiles  # noqa: F401  (registers the simulator's profiles)
     from kvern.sim.policies import make_policy
-    from kvern.sim.profiles.base import PROFILES
+    from kvern.sim.profiles import get_profile
 
     rows = live.column("row").to_numpy()[order]
     sub = Trace(trace.table.take(pa.array(rows)), trace.meta)
     predicted = np.zeros(len(rows), dtype=np.int64)
-    for stream in block_streams(sub).values():
-        res = PROFILES[profile]().simulate(stream, make_policy(policy), capacity_blocks)
+    engine = get_profile(profile)
+    for model, stream in block_streams(sub).items():
+        blocks = capacity_blocks([capacity], cfg, model, stream.block_size)[0]
+        res = engine.simulate(stream, make_policy(policy), blocks)
         predicted[stream.rows] = res.cached_tokens
     return predicted
 

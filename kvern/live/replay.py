@@ -30,6 +30,7 @@ from kvern.live.runner import LiveRun, LiveSettings, replay
 from kvern.live.sink import LiveSink, results_table
 from kvern.report.atomic import write_json, write_parquet
 from kvern.report.console import NULL_OUTPUT, Output
+from kvern.sim.capacity import parse_capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,8 @@ class LiveOptions:
     api_key: str | None = field(default=None, repr=False)
     profile: str = "vllm"
     policy: str = "lru"
-    capacity_blocks: int = 100_000
+    capacity: str | None = None
+    """Simulated cache size for the prediction (``--capacity``); default: the config's first."""
     fmt: str | None = None
     skip_invalid: bool = False
     no_cache: bool = False
@@ -102,7 +104,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     except KeyboardInterrupt:
         interrupted = True
         run = LiveRun(results=sink.results, stop_reason="interrupted")
-    summary = _finish(trace, run, sink, opts, props, out)
+    summary = _finish(trace, cfg, run, sink, opts, props, out)
     report = LiveReport(summary, opts.output_dir, run)
     done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
     if interrupted:
@@ -123,7 +125,7 @@ def server_props(backend: str, api_key: str | None) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _finish(trace: Any, run: LiveRun, sink: LiveSink, opts: LiveOptions,
+def _finish(trace: Any, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
             props: dict[str, Any] | None, out: Output) -> dict[str, Any]:
     live = results_table(run.results, sink.meta)
     order = served_order(live)
@@ -134,7 +136,8 @@ def _finish(trace: Any, run: LiveRun, sink: LiveSink, opts: LiveOptions,
         predicted = predict_llamacpp(trace, live, order, slots)
         block_size = 1
     else:
-        predicted = predict_with_profile(trace, live, order, opts.profile, opts.policy, opts.capacity_blocks)
+        capacity = parse_capacity(opts.capacity or cfg.simulate.capacity)[0]
+        predicted = predict_with_profile(trace, cfg, live, order, opts.profile, opts.policy, capacity)
         block_size = trace.meta.block_size
     rec = reconcile(trace, live, predicted, order, block_size)
     write_parquet(rec.table, opts.output_dir / "reconcile.parquet")
