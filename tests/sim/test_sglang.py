@@ -1,0 +1,58 @@
+"""The sglang profile: a worked radix-tree sequence and properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sim_helpers import BS, aligned, as_list, capped_infinite, make_stream, requests
+
+from kvern.errors import UsageError
+from kvern.sim.policies import make_policy
+from kvern.sim.profiles import get_profile
+from kvern.sim.simulate import simulate
+
+
+def test_split_lru_leaf_nodes_and_whole_node_eviction() -> None:
+    # Page = block = 4 tokens, pool of 4 pages.
+    # r0 [a,b,c]: match ≤ (12−1)//4 = 2 pages: nothing; insert node N=[a,b,c] (3 pages).
+    # r1 same: the match of [a,b] ends inside N, which splits into [a,b] -> [c]; hit 8.
+    #   One new page is needed, one is free; insert finds all of [a,b,c] (deduplicated).
+    # r2 [d,e]: need 2, free 1: evict the LRU leaf [c] (1 page); insert [d,e].
+    # r3 [a,b,c]: hit [a,b] (locked); need 1, free 0: the only unlocked leaf is [d,e]: both
+    #   pages go although one was needed.
+    reqs = [aligned("abc", 4), aligned("abc", 4), aligned("de", 4), aligned("abc", 4)]
+    profile = get_profile("sglang")
+    res = profile.simulate(make_stream(reqs, 4), make_policy("lru"), 4)
+    assert as_list(res.cached_tokens) == [0, 8, 0, 8]
+    assert res.evicted_blocks == 3
+    assert profile.tree_pages == 3  # [a,b] -> [c]
+
+
+def test_partial_tail_and_unschedulable() -> None:
+    reqs = [(list("abp"), 10), (list("abp"), 10), aligned("abcde", 4)]
+    res = simulate(make_stream(reqs, 4), "lru", 4, "sglang")
+    assert as_list(res.cached_tokens) == [0, 8, 0]
+    assert as_list(res.unschedulable) == [0, 0, 1]
+
+
+def test_only_lru_is_offered() -> None:
+    with pytest.raises(UsageError, match="supports only the policies lru"):
+        simulate(make_stream([aligned("a", 4)], 4), "lfu", 4, "sglang")
+
+
+@settings(max_examples=80, deadline=None)
+@given(requests(), st.integers(1, 12))
+def test_pool_never_overflows_and_last_token_rule_holds(reqs: list, capacity: int) -> None:
+    profile = get_profile("sglang")
+    res = profile.simulate(make_stream(reqs, BS), make_policy("lru"), capacity)
+    assert profile.tree_pages <= capacity
+    for c, (_, p) in zip(as_list(res.cached_tokens), reqs, strict=True):
+        assert c <= max(p - 1, 0) and c % BS == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(requests())
+def test_an_unbounded_pool_hits_the_capped_leading_run(reqs: list) -> None:
+    res = simulate(make_stream(reqs, BS), "lru", 10_000, "sglang")
+    assert as_list(res.cached_tokens) == capped_infinite(reqs, BS)
