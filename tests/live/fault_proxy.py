@@ -72,8 +72,9 @@ class FaultProxy:
             if fault in ("429", "500"):
                 extra = b"Retry-After: 0\r\n" if fault == "429" else b""
                 msg = b'{"error": "injected"}'
-                writer.write(b"HTTP/1.1 " + fault.encode() + b" Injected\r\nContent-Type: application/json\r\n"
-                             + extra + b"Content-Length: " + str(len(msg)).encode()
+                writer.write(b"HTTP/1.1 " + fault.encode() + b" Injected\r\n"
+                             + b"Content-Type: application/json\r\n" + extra
+                             + b"Content-Length: " + str(len(msg)).encode()
                              + b"\r\nConnection: close\r\n\r\n" + msg)
                 await writer.drain()
                 return

@@ -1,0 +1,155 @@
+"""Live replay against a real llama-server: the llamacpp profile predicts its cached tokens exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from llama_proc import SERVED_MODEL, Server
+from typer.testing import CliRunner
+
+from kvern.cli import app
+from kvern.config import Config
+from kvern.ingest.blocks import token_block_keys
+from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta, write_trace
+from kvern.live.reconcile import prompts_of, served_order
+from kvern.live.replay import LiveOptions, run_live
+from kvern.live.sink import read_live
+from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
+
+pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parents[2]
+CHAT_SAMPLE = ROOT / "traces" / "chat_sample.jsonl"
+
+
+def token_trace(path: Path, prompts: list[np.ndarray], outputs: list[int]) -> Path:
+    """A pre-tokenized trace of ``prompts`` (replayed through /v1/completions as token ids)."""
+    rows = {
+        "request_id": [f"r{i}" for i in range(len(prompts))],
+        "arrival_s": [float(i) for i in range(len(prompts))],
+        "model": ["m"] * len(prompts),
+        "session_id": [None] * len(prompts),
+        "prompt_tokens": [len(p) for p in prompts],
+        "output_tokens": outputs,
+        "block_keys": [token_block_keys("m", p, 16) for p in prompts],
+        "token_ids": [p.tolist() for p in prompts],
+    }
+    meta = TraceMeta(block_size=16, source="synthetic", format="tokens")
+    write_trace(Trace(with_meta(pa.table(rows, schema=TRACE_SCHEMA), meta), meta), path)
+    return path
+
+
+def shared_prefix_prompts(seed: int, n: int) -> tuple[list[np.ndarray], list[int]]:
+    """Requests over a few documents: repeats, extensions, branches and strangers, interleaved.
+
+    That is what exercises each rule of the model: slot choice by similarity and by LRU,
+    saves to and loads from the host cache, the keep < 0.5 save, and the last-token rule.
+    """
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(1000, 30000, size=int(rng.integers(20, 300))) for _ in range(6)]
+    prompts, outputs = [], []
+    for _ in range(n):
+        doc = docs[int(rng.integers(len(docs)))]
+        kind = rng.integers(4)
+        if kind == 0:
+            p = doc
+        elif kind == 1:
+            p = np.concatenate([doc, rng.integers(1000, 30000, size=int(rng.integers(1, 80)))])
+        elif kind == 2:
+            p = doc[: int(rng.integers(1, len(doc) + 1))]
+        else:
+            p = rng.integers(1000, 30000, size=int(rng.integers(5, 200)))
+        prompts.append(p.astype(np.int64))
+        outputs.append(int(rng.integers(1, 9)))
+    return prompts, outputs
+
+
+def replay_sequential(server: Server, trace_path: Path, out_dir: Path) -> dict:
+    opts = LiveOptions(backend=server.url, output_dir=out_dir, concurrency=1, profile="llamacpp",
+                       served_model=SERVED_MODEL)
+    return run_live(trace_path, Config(), opts).summary
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_llamacpp_profile_predicts_every_request(llama_server, tmp_path: Path, slots: int) -> None:
+    server = llama_server(slots=slots, ctx_per_slot=2048)
+    prompts, outputs = shared_prefix_prompts(seed=slots, n=60)
+    summary = replay_sequential(server, token_trace(tmp_path / "t.parquet", prompts, outputs), tmp_path / "o")
+    assert summary["succeeded"] == 60
+    assert summary["compared"] == 60
+    assert summary["agreed"] == 60, summary["gap_causes"]
+    assert summary["observed_cached_tokens"] > 0
+
+    # The test has teeth: a model without the host cache, or with the wrong slot count, misses.
+    live, _ = read_live(tmp_path / "o" / "live.parquet")
+    observed = np.array(live.column("cached_tokens").to_pylist())
+    gen = live.column("completion_tokens").to_pylist()
+    for wrong in (LlamaServerConfig(slots=slots, cache_tokens=0), LlamaServerConfig(slots=slots + 1)):
+        assert not np.array_equal(predict(prompts, gen, wrong), observed)
+
+
+def test_server_counts_match_the_trace_and_timings(llama_server, tmp_path: Path) -> None:
+    server = llama_server()
+    prompts, outputs = shared_prefix_prompts(seed=7, n=12)
+    replay_sequential(server, token_trace(tmp_path / "t.parquet", prompts, outputs), tmp_path / "o")
+    live, meta = read_live(tmp_path / "o" / "live.parquet")
+    assert meta["partial"] is False
+    assert live.column("server_prompt_tokens").to_pylist() == [len(p) for p in prompts]
+    assert live.column("completion_tokens").to_pylist() == outputs
+    assert live.column("timings_cache_n").to_pylist() == live.column("cached_tokens").to_pylist()
+    cached = np.array(live.column("cached_tokens").to_pylist())
+    assert live.column("timings_prompt_n").to_pylist() == ([len(p) for p in prompts] - cached).tolist()
+    assert all(t is not None and t > 0 for t in live.column("ttft_s").to_pylist())
+
+
+def test_hash_id_trace_prefixes_stay_shared(llama_server, tmp_path: Path) -> None:
+    """A Mooncake-style trace: synthetic ids per hash id keep shared prefixes shared on the server."""
+    server = llama_server()
+    log = tmp_path / "mooncake.jsonl"
+    log.write_text("\n".join([
+        '{"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 3]}',
+        '{"timestamp": 1, "input_length": 50, "output_length": 2, "hash_ids": [1, 2, 3, 4]}',
+        '{"timestamp": 2, "input_length": 30, "output_length": 2, "hash_ids": [1, 2]}',
+    ]) + "\n")
+    cfg = Config.model_validate({"ingest": {"trace_block_size": 16}})
+    opts = LiveOptions(backend=server.url, output_dir=tmp_path / "o", concurrency=1, profile="llamacpp",
+                       served_model=SERVED_MODEL)
+    summary = run_live(log, cfg, opts).summary
+    live, _ = read_live(tmp_path / "o" / "live.parquet")
+    # 40 new; then 40 of 50 (the first three blocks, the last one partial); then a prefix of 30.
+    assert live.column("cached_tokens").to_pylist() == [0, 40, 29]
+    assert summary["agreed"] == 3
+
+
+def test_chat_sample_end_to_end_through_the_cli(llama_server, tmp_path: Path) -> None:
+    """The issue's acceptance run: every request of the chat sample agrees with the prediction."""
+    server = llama_server(ctx_per_slot=8192)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["replay", str(CHAT_SAMPLE), "--backend", server.url, "--profile",
+                                      "llamacpp", "--concurrency", "1", "-o", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    rec = pq.read_table(out / "reconcile.parquet")
+    assert rec.num_rows == 409
+    assert rec.column("agree").to_pylist() == [True] * 409
+    live, meta = read_live(out / "live.parquet")
+    assert meta["partial"] is False
+    assert sum(live.column("cached_tokens").to_pylist()) > 0.5 * sum(live.column("prompt_tokens").to_pylist())
+    assert live.column("server_prompt_tokens").to_pylist() == live.column("prompt_tokens").to_pylist()
+    assert (out / "ttft_vs_cached.png").stat().st_size > 10_000
+    assert (out / "live_summary.json").is_file()
+
+
+def test_prediction_uses_the_served_order_and_prompts(tmp_path: Path) -> None:
+    """No server needed: what reconcile feeds the model (order by first send, ids per row)."""
+    prompts = [np.arange(5), np.arange(7)]
+    trace = Trace(with_meta(pa.table({
+        "request_id": ["a", "b"], "arrival_s": [0.0, 1.0], "model": ["m", "m"], "session_id": [None, None],
+        "prompt_tokens": [5, 7], "output_tokens": [1, 1],
+        "block_keys": [token_block_keys("m", p, 16) for p in prompts],
+        "token_ids": [p.tolist() for p in prompts]}, schema=TRACE_SCHEMA), TraceMeta(16)), TraceMeta(16))
+    live = pa.table({"ok": [True, False, True], "sent_s": [0.5, 0.1, 0.2]})
+    assert served_order(live).tolist() == [2, 0]
+    assert [p.tolist() for p in prompts_of(trace, np.array([1, 0]))] == [list(range(7)), list(range(5))]
