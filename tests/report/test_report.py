@@ -1,0 +1,134 @@
+"""Run-level API, report files and the replay / compare commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from kvern.cli import app
+from kvern.config import Config, KVGeometry, ModelConfig
+from kvern.errors import UsageError
+from kvern.ingest.blocks import hash_id_block_keys
+from kvern.ingest.trace import Trace, TraceMeta, with_meta
+from kvern.report.tables import best_policies
+from kvern.report.write import write_report
+from kvern.sim.run import run_simulation
+
+TINY = KVGeometry(layers=2, kv_heads=1, head_dim=4, dtype_bytes=2, hidden=4, params=1e9)
+"""16 KV bytes per token; FLOPs per request = 2e9·c + 4·2·4·c(c−1)/2 = 2e9·c + 16·c(c−1)."""
+
+
+def two_model_trace() -> Trace:
+    # Model g (geometry known): [x,y] 8 tok, then [x,y,z] 10 tok. Model n: [x] 4, [x] 4.
+    reqs = [("g", [1, 2], 8), ("n", [1], 4), ("g", [1, 2, 3], 10), ("n", [1], 4)]
+    table = pa.table({
+        "request_id": pa.array([f"q{i}" for i in range(4)], pa.string()),
+        "arrival_s": pa.array([0.0, 1.0, 2.0, 3.0], pa.float64()),
+        "model": pa.array([m for m, _, _ in reqs], pa.string()),
+        "session_id": pa.array([None] * 4, pa.string()),
+        "prompt_tokens": pa.array([p for _, _, p in reqs], pa.int32()),
+        "output_tokens": pa.array([None] * 4, pa.int32()),
+        "block_keys": pa.array([hash_id_block_keys(m, ids) for m, ids, _ in reqs], pa.list_(pa.uint64())),
+        "token_ids": pa.array([None] * 4, pa.list_(pa.int32())),
+    })
+    meta = TraceMeta(block_size=4, source="two.jsonl", format="test")
+    return Trace(with_meta(table, meta), meta)
+
+
+def test_summary_rows_hit_rates_and_savings() -> None:
+    cfg = Config(models={"g": ModelConfig(geometry=TINY)})
+    trace = two_model_trace()
+    res = run_simulation(trace, cfg, policies=["lru", "belady"], capacities=[10, "64 tok"], profile="vllm")
+    rows = res.summary_rows()
+    assert [(r["policy"], r["capacity"], r["capacity_blocks"]) for r in rows] == [
+        ("lru", "10", 20), ("lru", "64 tok", 32), ("belady", "10", 20), ("belady", "64 tok", 32)]
+    r = rows[0]
+    # g: r2 hits [x,y] = 8 tokens (capped at (10−1)//4 = 2 blocks); n: [x] of 4 tokens never hits.
+    assert (r["model"], r["requests"], r["prompt_tokens"], r["cached_tokens"]) == ("*", 4, 26, 8)
+    assert r["token_hit_rate"] == pytest.approx(8 / 26)
+    assert r["request_hit_rate"] == 0.25
+    assert r["mean_request_hit_ratio"] == pytest.approx((8 / 10) / 4)
+    assert r["flops_saved"] is None and r["time_saved_s"] is None  # model n has no geometry
+    assert r["gap_to_belady"] == 0.0
+    assert res.requests.num_rows == 4 * 2 * 2
+
+    only_g = Trace(trace.table.filter(pa.compute.equal(trace.table.column("model"), "g")), trace.meta)
+    res_g = run_simulation(only_g, cfg, policies="lru", capacities="10", profile="vllm")
+    row = res_g.summary_rows()[0]
+    saved, full = 2e9 * 8 + 16 * 8 * 7, (2e9 * 8 + 16 * 8 * 7) + (2e9 * 10 + 16 * 10 * 9)
+    assert row["model"] == "g"
+    assert row["flops_saved"] == pytest.approx(saved)
+    assert row["flops_saved_ratio"] == pytest.approx(saved / full)
+    assert row["time_saved_s"] == pytest.approx(saved / cfg.savings.effective_flops)
+
+
+def test_bad_run_settings_are_usage_errors() -> None:
+    trace = two_model_trace()
+    with pytest.raises(UsageError, match="supports only the policies lru"):
+        run_simulation(trace, Config(), policies="lfu", capacities="10", profile="sglang")
+    with pytest.raises(UsageError, match=r"models\.g\.geometry"):
+        run_simulation(trace, Config(), policies="lru", capacities="1MiB", profile="vllm")
+    with pytest.raises(UsageError, match="unknown profile"):
+        run_simulation(trace, Config(), policies="lru", capacities="10", profile="tgi")
+
+
+def test_report_files_and_byte_identical_rerun(tmp_path: Path) -> None:
+    cfg = Config(models={"g": ModelConfig(geometry=TINY)})
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        res = run_simulation(two_model_trace(), cfg, policies="lru,lfu,belady", capacities="2,10",
+                             profile="ideal")
+        written = write_report(res, folder)
+        assert {p.name for p in written} == {"requests.parquet", "summary.parquet", "summary.json",
+                                             "policies.png", "capacity.png", "timeline.png"}
+    a, b = (tmp_path / "a" / "summary.json").read_bytes(), (tmp_path / "b" / "summary.json").read_bytes()
+    assert a == b
+    doc = json.loads(a)
+    assert doc["settings"]["profile"] == "ideal" and len(doc["summary"]) == 6
+    assert pq.read_table(tmp_path / "a" / "requests.parquet").num_rows == 4 * 3 * 2
+    assert not list(tmp_path.glob("*/.*.tmp"))  # no temp files left behind
+
+
+def test_best_policy_ignores_belady_and_ties_go_to_the_first() -> None:
+    rows = [{"policy": "lru", "capacity": "1", "token_hit_rate": 0.5},
+            {"policy": "lfu", "capacity": "1", "token_hit_rate": 0.5},
+            {"policy": "belady", "capacity": "1", "token_hit_rate": 0.9}]
+    assert best_policies(rows) == {"1": "lru"}
+
+
+def mooncake_log(path: Path) -> Path:
+    lines = [{"timestamp": 0, "input_length": 1100, "output_length": 5, "hash_ids": [0, 1, 2]},
+             {"timestamp": 500, "input_length": 1500, "output_length": 5, "hash_ids": [0, 1, 3]},
+             {"timestamp": 900, "input_length": 700, "output_length": 5, "hash_ids": [4, 5]},
+             {"timestamp": 1500, "input_length": 1300, "output_length": 5, "hash_ids": [0, 1, 2]}]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+def test_compare_command_writes_the_report_and_marks_the_best(tmp_path: Path) -> None:
+    log = mooncake_log(tmp_path / "moon.jsonl")
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(app, ["compare", str(log), "--policies", "lru,fifo,belady",
+                                      "--capacity", "3,100", "--profile", "ideal", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "★" in result.output
+    assert (out / "summary.json").is_file() and (out / "capacity.png").is_file()
+
+
+def test_replay_json_and_bad_capacity(tmp_path: Path) -> None:
+    log = mooncake_log(tmp_path / "moon.jsonl")
+    result = CliRunner().invoke(app, ["replay", str(log), "--capacity", "4", "--json", "-o",
+                                      str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    row = doc["summary"][0]
+    assert (row["policy"], row["profile"], row["capacity_blocks"]) == ("lru", "vllm", 4)
+    # r1 shares [0, 1] = 1024 tokens; r3 repeats r0's [0, 1, 2]: hit capped at 2 blocks.
+    assert row["cached_tokens"] == 1024 + 1024
+    bad = CliRunner().invoke(app, ["replay", str(log), "--capacity", "8 parsecs", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2
+    assert not (tmp_path / "x").exists()
