@@ -25,32 +25,35 @@ def best_policies(rows: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def summary_renderable(result: RunResult) -> Table:
+    """Rows grouped by capacity; ★ marks the best online policy, Belady (the ceiling) is dim."""
     rows = result.summary.to_pylist()
     best = best_policies(rows)
-    table = Table(title=f"{result.trace_name or 'trace'} · profile {result.profile}  (★ best online policy)",
-                  title_justify="left")
-    for name, justify in [("capacity", "right"), ("blocks", "right"), ("policy", "left"),
-                          ("token hit", "right"), ("request hit", "right"), ("mean ratio", "right"),
-                          ("cached tok", "right"), ("evicted", "right"), ("unsched.", "right"),
-                          ("time saved", "right"), ("gap to belady", "right")]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table = Table(title=f"{result.trace_name or 'trace'} · profile {result.profile} · ★ best online policy",
+                  title_justify="left", caption="gap = Belady's token hit rate minus the policy's, in points",
+                  caption_justify="left")
+    table.add_column("capacity", justify="right", no_wrap=True)
+    table.add_column("policy", no_wrap=True)
+    for name in ("tok hit", "req hit", "mean", "evicted", "unsch", "saved", "gap"):
+        table.add_column(name, justify="right", no_wrap=True)
+    labels = [s.label for s in result.capacities]
     order = {p: i for i, p in enumerate(result.policies)}
-    rows.sort(key=lambda r: ([s.label for s in result.capacities].index(r["capacity"]), order[r["policy"]]))
+    rows.sort(key=lambda r: (labels.index(r["capacity"]), order[r["policy"]]))
     last_cap = None
     for r in rows:
         if last_cap is not None and r["capacity"] != last_cap:
             table.add_section()
+        first = r["capacity"] != last_cap
         last_cap = r["capacity"]
+        cap = r["capacity"] if r["capacity"] == str(r["capacity_blocks"]) else \
+            f"{r['capacity']} ({r['capacity_blocks']:,} blk)"
         star = best.get(r["capacity"]) == r["policy"]
-        name = f"★ {r['policy_label']}" if star else f"  {r['policy_label']}"
-        style = "bold green" if star else ("dim" if r["policy"] == "belady" else None)
         table.add_row(
-            r["capacity"], f"{r['capacity_blocks']:,}", name,
-            f"{r['token_hit_rate']:.2%}", f"{r['request_hit_rate']:.2%}",
-            f"{r['mean_request_hit_ratio']:.2%}",
-            f"{r['cached_tokens']:,}", f"{r['evicted_blocks']:,}", f"{r['unschedulable_requests']:,}",
-            "n/a" if r["time_saved_s"] is None else f"{r['time_saved_s']:.1f} s",
-            "—" if r["gap_to_belady"] is None else f"{r['gap_to_belady'] * 100:.2f} pt",
-            style=style,
+            cap if first else "", ("★ " if star else "  ") + r["policy_label"],
+            f"{r['token_hit_rate']:.1%}", f"{r['request_hit_rate']:.1%}",
+            f"{r['mean_request_hit_ratio']:.1%}",
+            f"{r['evicted_blocks']:,}", f"{r['unschedulable_requests']:,}",
+            "n/a" if r["time_saved_s"] is None else f"{r['time_saved_s']:.1f}s",
+            "—" if r["gap_to_belady"] is None else f"{r['gap_to_belady'] * 100:.1f}",
+            style="bold green" if star else ("dim" if r["policy"] == "belady" else None),
         )
     return table
