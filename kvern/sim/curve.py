@@ -287,7 +287,7 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
         for j in range(found):
             d = dist[j]
             h_blocks[d] += 1
-            tok = min((j + 1) * block_size, p, cap)
+            tok = min(p if j + 1 == n else (j + 1) * block_size, p, cap)
             if tok > prev:
                 h_tokens[d] += tok - prev
                 h_ratio[d] += (tok - prev) / p

@@ -77,7 +77,7 @@ def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_
         while s + found < e and present[ids[s + found]]:
             found += 1
         p = prompt[r]
-        tok = min(found * block_size, p)
+        tok = p if found == e - s else min(found * block_size, p)
         if last_token_rule:
             tok = min(tok, p - 1)
         cached_out[r] = max(tok, 0)

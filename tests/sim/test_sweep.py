@@ -9,21 +9,48 @@ import pytest
 from conftest import MOONCAKE
 from curve_helpers import Request, make_stream, make_trace, prefix_requests
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvern.config import Config
 from kvern.errors import UsageError
 from kvern.ingest.blocks import hash_id_block_keys
 from kvern.report.sweep import curve_table, points_table, sweep_document, write_sweep
 from kvern.sim.curve import lru_curve
+from kvern.sim.policies import make_policy
+from kvern.sim.profiles.ideal import Ideal
 from kvern.sim.simulate import simulate
 from kvern.sim.sweep import Answer, run_sweep
 
 BS = 4
 
 
+def _heap_engine() -> Ideal:
+    """The ideal profile's policy-generic engine, with LRU's compiled shortcut turned off."""
+    engine = Ideal()
+    engine.lru_kernel = False
+    return engine
+
+
 def _sim_totals(stream, cap: int) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    res = simulate(stream, "lru", cap, "ideal")
+    res = _heap_engine().simulate(stream, make_policy("lru"), cap)
     return res.total_cached_tokens, int(res.hit.sum()), res.evicted_blocks
+
+
+def _assert_kernel_equals_heap_engine(stream, cap: int) -> None:  # type: ignore[no-untyped-def]
+    heap_engine = _heap_engine()
+    slow = heap_engine.simulate(stream, make_policy("lru"), cap)
+    fast_engine = Ideal()
+    fast = fast_engine.simulate(stream, make_policy("lru"), cap)
+    assert np.array_equal(fast.cached_tokens, slow.cached_tokens), cap
+    assert fast.evicted_blocks == slow.evicted_blocks, cap
+    assert np.array_equal(fast_engine.final_cache, heap_engine.final_cache), cap
+    assert fast.cached_tokens.dtype == slow.cached_tokens.dtype
+
+
+@settings(max_examples=80, deadline=None)
+@given(prefix_requests(block_size=BS), st.integers(1, 40))
+def test_ideal_lru_dispatches_to_the_kernel_with_identical_results(requests: list[Request], cap: int) -> None:
+    _assert_kernel_equals_heap_engine(make_stream(requests, BS), cap)
 
 
 @settings(max_examples=80, deadline=None)
@@ -48,6 +75,7 @@ def test_curve_equals_the_ideal_lru_simulation_on_mooncake() -> None:
     for cap in (1, 37, 1000, 8296, 31435, curve.num_unique):
         p = curve.at(cap)
         assert (p.cached_tokens, p.hit_requests, p.evicted_blocks) == _sim_totals(stream, cap), cap
+        _assert_kernel_equals_heap_engine(stream, cap)
 
 
 # A trace whose answers can be worked by hand: three prompts sharing a 2-block system prompt.

@@ -29,11 +29,16 @@ class Ideal(Profile):
     name = "ideal"
     summary = "pure prefix reuse: block-level, no last-token rule"
     last_token_rule = False
+    lru_kernel: bool = True
+    """LRU goes to ``kvern.sim.kernels.lru_run`` (O(1) per block, same results); tests turn it
+    off to check that kernel against this engine."""
 
     def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
                  advance: Advance | None = None) -> SimResult:
         cap = int(capacity_blocks)
         assert cap >= 1, "capacity must be at least one block"
+        if self.lru_kernel and policy.name == "lru":
+            return self._lru(stream, policy, cap, advance)
         num_req, num_unique = stream.num_requests, stream.num_unique
         st = policy.state(PolicyContext(stream, num_unique))
         lengths = np.diff(stream.req_offsets)
@@ -62,6 +67,21 @@ class Ideal(Profile):
             model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
             capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
             unschedulable=np.zeros(num_req, dtype=bool), evicted_blocks=int(counters[2]),
+        )
+
+    def _lru(self, stream: BlockStream, policy: Policy, cap: int, advance: Advance | None) -> SimResult:
+        from kvern.sim.kernels import lru_run
+
+        run = lru_run(stream, cap, last_token_rule=self.last_token_rule)
+        if advance is not None:
+            advance(stream.num_requests)
+        self.final_cache = run.final_cache
+        return SimResult(
+            model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
+            capacity_blocks=cap, block_size=stream.block_size,
+            prompt_tokens=stream.prompt_tokens.astype(np.int64),
+            cached_tokens=run.cached_tokens.astype(np.int64),
+            unschedulable=np.zeros(stream.num_requests, dtype=bool), evicted_blocks=run.evicted_blocks,
         )
 
 
