@@ -4,7 +4,8 @@
   (or cached tokens where the geometry is unknown): the ranking at a glance, best marked.
 * ``capacity.png`` (several capacities): token hit rate against capacity per policy, Belady
   drawn as the dashed ceiling.
-* ``timeline.png``: token hit rate over the trace's time at the largest capacity, per policy.
+* ``timeline.png``: token hit rate over the trace's time per policy, at the capacity where
+  the online policies differ most (the largest one on a tie).
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     caps = [s.label for s in result.capacities]
     pols = result.policies
     by = {(r["policy"], r["capacity"]): r for r in rows}
-    best = best_policies(rows)
+    best_hit = best_policies(rows)
     savings_known = all(r["time_saved_s"] is not None for r in rows)
+    def best_by(which: int) -> dict[str, str]:
+        column = "time_saved_s" if which == 1 else "cached_tokens"
+        return best_policies([{**r, "token_hit_rate": r[column]} for r in rows])
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     width = 0.8 / len(pols)
     x = np.arange(len(caps))
@@ -64,6 +69,7 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
             bars = ax.bar(x + (i - (len(pols) - 1) / 2) * width, vals, width, label=pol,
                           color=_color(pol, i), hatch="//" if pol == "belady" else None,
                           alpha=0.55 if pol == "belady" else 1.0)
+            best = best_hit if panel == 0 else best_by(1 if savings_known else 2)
             for c_i, c in enumerate(caps):
                 if best.get(c) == pol:
                     bar = bars[c_i]
@@ -77,7 +83,7 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     axes[0].set_title("token hit rate (★ best online policy)")
     if savings_known:
         axes[1].set_ylabel("prefill time saved (s)")
-        axes[1].set_title("estimated prefill time saved")
+        axes[1].set_title("estimated prefill time saved (★ most saved)")
     else:
         axes[1].set_ylabel("cached tokens (millions)")
         axes[1].set_title("cached tokens (savings n/a: no model geometry)")
@@ -108,7 +114,12 @@ def _capacity(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
 
 def _timeline(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     table = result.requests
-    largest = max(rows, key=lambda r: r["capacity_blocks"])["capacity"]
+    spread: dict[str, list[float]] = {}
+    for r in rows:
+        if r["policy"] != "belady":
+            spread.setdefault(r["capacity"], []).append(r["token_hit_rate"])
+    blocks = {r["capacity"]: r["capacity_blocks"] for r in rows}
+    largest = max(blocks, key=lambda c: (max(spread.get(c, [0])) - min(spread.get(c, [0])), blocks[c]))
     fig, ax = plt.subplots(figsize=(10, 4.5))
     arrival = table.column("arrival_s").to_numpy()
     span = float(arrival.max() - arrival.min()) if len(arrival) else 0.0
