@@ -59,14 +59,16 @@ TOOLS = [
             "required": ["origin", "destination", "date"]}}},
 ]
 
-WORDS = (
-    "the system team data request cache model server latency token prefix memory block policy "
-    "user order shipment tent stove boots backpack trail weather river summit route map compass "
-    "report quarter revenue margin forecast customer contract renewal invoice budget schedule "
-    "deploy rollback incident alert metric dashboard queue worker batch stream index table query "
-    "review design test coverage refactor module function class interface error retry timeout "
-    "café naïve Zürich 東京 데이터 данные résumé"
-).split()
+WORDS = [
+    "the", "system", "team", "data", "request", "cache", "model", "server", "latency", "token",
+    "prefix", "memory", "block", "policy", "user", "order", "shipment", "tent", "stove", "boots",
+    "backpack", "trail", "weather", "river", "summit", "route", "map", "compass", "report",
+    "quarter", "revenue", "margin", "forecast", "customer", "contract", "renewal", "invoice",
+    "budget", "schedule", "deploy", "rollback", "incident", "alert", "metric", "dashboard", "queue",
+    "worker", "batch", "stream", "index", "table", "query", "review", "design", "test", "coverage",
+    "refactor", "module", "function", "class", "interface", "error", "retry", "timeout", "café",
+    "naïve", "Zürich", "東京", "데이터", "данные", "résumé",
+]
 
 QUESTIONS_SUPPORT = [
     "My order {n} has not arrived yet. Can you check where it is?",
@@ -139,7 +141,8 @@ class Session:
             q = f"Question: {sentence(rng, 8)[:-1]}?"
             return f"Document:\n{rng.choice(self.docs)}\n\n{q}" if turn == 0 else q
         city, _ = rng.choice(CITIES)
-        return f"I want to fly to {city} next week. What's the weather there and are there flights from Berlin?"
+        return (f"I want to fly to {city} next week. What's the weather there "
+                "and are there flights from Berlin?")
 
     def requests(self, turns: int) -> list[dict[str, object]]:
         rng, out = self.rng, []
@@ -209,7 +212,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sessions", type=int, default=90)
     args = ap.parse_args()
-    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in generate(args.seed, args.sessions)]
+    requests = generate(args.seed, args.sessions)
+    lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in requests]
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} requests to {args.output}")
 
