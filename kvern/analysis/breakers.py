@@ -189,4 +189,4 @@ def _context(text: str, start: int, end: int, placeholder: str | None) -> tuple[
     right = "".join(re.split(r"(\s+)", right)[: 2 * WORDS])
     # A change of wording is a slot in the template: its values group together.
     folded_mid = placeholder if placeholder is not None else SLOT
-    return fold(left) + folded_mid + fold(right), left + mid + right
+    return (fold(left) + folded_mid + fold(right)).strip(), (left + mid + right).strip()

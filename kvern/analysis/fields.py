@@ -41,10 +41,11 @@ KINDS: tuple[FieldKind, ...] = (
     FieldKind("timestamp", "<TIMESTAMP>",
               r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?",
               "a timestamp"),
+    FieldKind("iso-date", "<DATE>", r"\b\d{4}-\d{2}-\d{2}\b", "a date"),
     FieldKind("date", "<DATE>",
-              rf"\b(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}/\d{{1,2}}/\d{{2,4}}"
-              rf"|(?:{_WEEKDAY})?(?:{_DAY}\s+{_MONTH},?\s+\d{{4}}|{_MONTH}\s+{_DAY},?\s+\d{{4}}))\b",
+              rf"\b(?:{_WEEKDAY})?(?:{_DAY}\s+{_MONTH},?\s+\d{{4}}|{_MONTH}\s+{_DAY},?\s+\d{{4}})\b",
               "a date"),
+    FieldKind("slash-date", "<DATE>", r"\b\d{1,2}/\d{1,2}/\d{2,4}\b", "a date"),
     FieldKind("time", "<TIME>", r"\b\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AaPp][Mm])?\b", "a time"),
     FieldKind("hex", "<HEX>", r"\b(?:0x)?(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b",
               "a hex id"),

@@ -28,6 +28,7 @@ def gate_renderable(g: GateOutcome) -> RenderableType:
         parts.append(breakers_table(g.breakers, g.gains, title="Top cache breakers"))
         parts.append(Text("→ " + g.breakers[0].describe(), style="bold"))
         parts.extend(_gain_lines(g.gains))
+        parts.extend(_rule_yaml(g.breakers))
     parts.extend(Text(n, style="dim") for n in g.notes)
     return Group(*parts)
 
@@ -39,6 +40,7 @@ def analysis_renderable(a: Analysis) -> RenderableType:
                                     "near-identical earlier prompt)", show_text=a.show_text))
         parts.append(Text("→ " + a.breakers[0].describe(show_text=a.show_text), style="bold"))
         parts.extend(_gain_lines(a.gains))
+        parts.extend(_rule_yaml(a.breakers))
     else:
         parts.append(Text("No cache breakers: no request diverged from an earlier prompt and agreed again."))
     if a.hot:
@@ -101,6 +103,19 @@ def _gain_lines(gains: list[RuleGain]) -> list[Text]:
                  f"{_METRIC_NAMES[g.metric]} {g.before:.2%} → {g.after:.2%} ({g.gain * 100:+.2f} pt); "
                  f"infinite-cache bound "
                  f"{g.bound_before:.2%} → {g.bound_after:.2%}") for g in gains]
+
+
+def _rule_yaml(breakers: list[Breaker]) -> list[RenderableType]:
+    """The proposed rules as config.yaml lines, ready to paste (the top breaker's first)."""
+    import yaml
+
+    rules = list({(b.rule.pattern, b.rule.replace): b.rule for b in breakers if b.rule}.values())
+    if not rules:
+        return []
+    items = [{"name": r.name, "pattern": r.pattern, "replace": r.replace} for r in rules]
+    body = yaml.safe_dump({"normalize": items}, sort_keys=False, allow_unicode=True, width=1000)
+    return [Text("  proposed rules for config.yaml (measure each before keeping it):", style="dim"),
+            Text("".join(f"    {line}\n" for line in body.splitlines()).rstrip("\n"))]
 
 
 def _profile_table(a: Analysis) -> Table:

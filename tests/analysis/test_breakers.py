@@ -37,6 +37,8 @@ def test_fold_and_fields() -> None:
     assert (kind.name, s, e) == ("date", 9, 20)
     assert field_at("Today is 29 Nov 2026.", 0, 5) is None
     assert field_at("id 42 here", 5, 5)[0].name == "number"  # an empty range touching a field
+    assert field_at("on 2026-11-28 at", 9, 10)[0].name == "iso-date"
+    assert field_at("on 11/28/2026 at", 4, 5)[0].name == "slash-date"
 
 
 def test_date_in_system_prompt_is_the_top_breaker() -> None:

@@ -139,6 +139,9 @@ def test_analyze_names_the_date_and_keeps_text_out(logs: dict[str, Path], tmp_pa
     assert code == 0 and shown["rule_gains"] == []
     assert "appliance shop. Today is 2" in shown["breakers"][0]["example"]
     assert " Nov 2026. Answer in" in shown["breakers"][0]["example"]
+    _kvern("analyze", logs["dated"], "--config", logs["config"], "-o", tmp_path / "c", "--show-text",
+           "--no-measure", "-q")
+    assert (tmp_path / "b" / "analysis.json").read_bytes() == (tmp_path / "c" / "analysis.json").read_bytes()
     roots = [h["text"] for h in shown["hot_prefixes"] if h["parent"] is None]
     assert roots and all(t.startswith("<|im_start|>system\nYou are Ada") for t in roots)
 
