@@ -181,6 +181,25 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
 
 
 # -- sweep (issue 4) -----------------------------------------------------------------------
+PointsOpt = Annotated[int, typer.Option("--points", help="log-spaced capacities per policy (a range)")]
+JobsOpt = Annotated[int | None, typer.Option("--jobs", help="parallel simulations (default: all cores)")]
+
+
+@app.command()
+@boundary
+def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt = None, points: PointsOpt = 20,
+          profile: ProfileOpt = None, param: ParamOpt = None, jobs: JobsOpt = None,
+          output: OutputDirOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
+          model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+          json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Hit rate against capacity per policy, and the capacity that reaches 50/80/90/95% of it."""
+    from kvern.config import load_config
+    from kvern.report.sweep import sweep_and_report
+
+    sweep_and_report(trace, load_config(config), policies=policies, capacity=capacity, points=points,
+                     profile=profile, params=param, jobs=jobs, output=output, out=_output(json_mode, quiet),
+                     load=_load_options(fmt, skip_invalid, no_cache, model))
+
 
 # -- gate / analyze (issue 6) --------------------------------------------------------------
 GatePolicyOpt = Annotated[str | None, typer.Option("--policy", help="policy to judge (default: gate.policy)")]

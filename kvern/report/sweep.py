@@ -133,10 +133,13 @@ def sweep_renderable(result: SweepResult) -> Group:
     parts: list[Any] = []
     for m in result.models:
         table = Table(title=f"{result.trace_name or 'trace'} · {m.model} · profile {result.profile} · "
-                            f"achievable token hit rate {m.achievable_rate:.2%}", title_justify="left")
+                            f"achievable token hit rate {m.achievable_rate:.2%}", title_justify="left",
+                      caption="blocks to reach that share of the achievable token hit rate"
+                              + ("" if result.exact_lru else " (≤ N: smallest sampled capacity that does)"),
+                      caption_justify="left")
         table.add_column("policy")
         for pct in PERCENTS:
-            table.add_column(f"{pct}% of achievable", justify="right")
+            table.add_column(f"{pct}%", justify="right")
         for name in result.policies:
             cells = []
             for a in (a for a in m.answers if a.policy == name):
@@ -145,14 +148,11 @@ def sweep_renderable(result: SweepResult) -> Group:
                 elif a.capacity_blocks is None:
                     cells.append("not reached")
                 else:
-                    cells.append(f"{'' if a.exact else '≤ '}{a.capacity_blocks:,} blocks")
+                    cells.append(f"{'' if a.exact else '≤ '}{a.capacity_blocks:,}")
             table.add_row(name, *cells, style="dim" if name == "belady" else None)
         parts.append(table)
         lines = [a.words() for a in m.answers if a.policy == _headline_policy(result)]
         parts.append(Text("\n".join(lines)))
-    if not result.exact_lru:
-        parts.append(Text("≤ N: the smallest sampled capacity that reaches the share; sample more "
-                          "finely with --points to tighten it.", style="dim"))
     return Group(*parts)
 
 

@@ -101,11 +101,12 @@ class Answer:
             return f"{head}: nothing to reach, the trace has no prefix reuse for {self.model}"
         if self.capacity_blocks is None:
             return f"{head}: not reached within the sweep's capacities (widen --capacity)"
-        need = "you need" if self.exact else "a sampled capacity of at most"
+        need = "you need" if self.exact else "you need at most"
         gib = ("n/a GiB (no KV geometry: set models." + self.model + ".geometry)"
                if self.capacity_bytes is None else f"{self.capacity_bytes / 2**30:,.2f} GiB")
         return (f"{head} {need} {self.capacity_blocks:,} blocks = {self.capacity_tokens:,} tokens "
-                f"= {gib} of KV for {self.model}")
+                f"= {gib} of KV for {self.model}"
+                + ("" if self.exact else " (the smallest sampled capacity that reaches it)"))
 
 
 @dataclass(frozen=True)

@@ -113,9 +113,9 @@ def test_answer_words_without_geometry_and_out_of_range() -> None:
     a = Answer("m", "lfu", 95, 100, None, False, 16, None)
     assert "not reached" in a.words()
     b = Answer("m", "lfu", 50, 100, 10, False, 16, None)
-    assert b.words() == ("to reach 50% of the achievable token hit rate with lfu a sampled capacity of at "
-                         "most 10 blocks = 160 tokens = n/a GiB (no KV geometry: set models.m.geometry) "
-                         "of KV for m")
+    assert b.words() == ("to reach 50% of the achievable token hit rate with lfu you need at most 10 blocks "
+                         "= 160 tokens = n/a GiB (no KV geometry: set models.m.geometry) of KV for m "
+                         "(the smallest sampled capacity that reaches it)")
 
 
 @settings(max_examples=15, deadline=None)
@@ -179,3 +179,32 @@ def test_bad_sweep_settings() -> None:
         run_sweep(trace, _cfg(), policies="nope", profile="ideal")
     with pytest.raises(UsageError, match="--jobs"):
         run_sweep(trace, _cfg(), policies="lru,fifo", profile="ideal", capacity="1:4", jobs=0)
+
+
+@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
+def test_cli_sweep(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from kvern.cli import app
+
+    log = tmp_path / "small.jsonl"
+    log.write_text("\n".join(MOONCAKE.read_text().splitlines()[:400]) + "\n")
+    out = tmp_path / "report"
+    args = ["sweep", str(log), "--profile", "ideal", "--policies", "lru,fifo,belady",
+            "--capacity", "10:2000", "--points", "5", "--jobs", "2", "-o", str(out)]
+    res = CliRunner().invoke(app, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    answers = doc["models"][0]["answers"]
+    assert {(a["policy"], a["percent"]) for a in answers} == {
+        (p, q) for p in ("lru", "fifo", "belady") for q in (50, 80, 90, 95)}
+    assert sorted(p.name for p in out.iterdir()) == ["lru_curve.parquet", "sweep.json", "sweep.parquet",
+                                                     "sweep.png"]
+    first = (out / "sweep.json").read_bytes()
+    assert CliRunner().invoke(app, [*args, "--quiet"]).exit_code == 0
+    assert (out / "sweep.json").read_bytes() == first
+
+    bad = CliRunner().invoke(app, ["sweep", str(log), "--capacity", "5:oops", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2
+    assert "--capacity" in bad.output
+    assert not (tmp_path / "x").exists()
