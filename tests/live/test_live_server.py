@@ -9,12 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from llama_proc import SERVED_MODEL, Server
+from synthetic import shared_prefix_prompts, token_trace
 from typer.testing import CliRunner
 
 from kvern.cli import app
 from kvern.config import Config
 from kvern.ingest.blocks import token_block_keys
-from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta, write_trace
+from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
 from kvern.live.reconcile import prompts_of, served_order
 from kvern.live.replay import LiveOptions, run_live
 from kvern.live.sink import read_live
@@ -23,48 +24,6 @@ from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parents[2]
 CHAT_SAMPLE = ROOT / "traces" / "chat_sample.jsonl"
-
-
-def token_trace(path: Path, prompts: list[np.ndarray], outputs: list[int]) -> Path:
-    """A pre-tokenized trace of ``prompts`` (replayed through /v1/completions as token ids)."""
-    rows = {
-        "request_id": [f"r{i}" for i in range(len(prompts))],
-        "arrival_s": [float(i) for i in range(len(prompts))],
-        "model": ["m"] * len(prompts),
-        "session_id": [None] * len(prompts),
-        "prompt_tokens": [len(p) for p in prompts],
-        "output_tokens": outputs,
-        "block_keys": [token_block_keys("m", p, 16) for p in prompts],
-        "token_ids": [p.tolist() for p in prompts],
-    }
-    meta = TraceMeta(block_size=16, source="synthetic", format="tokens")
-    write_trace(Trace(with_meta(pa.table(rows, schema=TRACE_SCHEMA), meta), meta), path)
-    return path
-
-
-def shared_prefix_prompts(seed: int, n: int) -> tuple[list[np.ndarray], list[int]]:
-    """Requests over a few documents: repeats, extensions, branches and strangers, interleaved.
-
-    That is what exercises each rule of the model: slot choice by similarity and by LRU,
-    saves to and loads from the host cache, the keep < 0.5 save, and the last-token rule.
-    """
-    rng = np.random.default_rng(seed)
-    docs = [rng.integers(1000, 30000, size=int(rng.integers(20, 300))) for _ in range(6)]
-    prompts, outputs = [], []
-    for _ in range(n):
-        doc = docs[int(rng.integers(len(docs)))]
-        kind = rng.integers(4)
-        if kind == 0:
-            p = doc
-        elif kind == 1:
-            p = np.concatenate([doc, rng.integers(1000, 30000, size=int(rng.integers(1, 80)))])
-        elif kind == 2:
-            p = doc[: int(rng.integers(1, len(doc) + 1))]
-        else:
-            p = rng.integers(1000, 30000, size=int(rng.integers(5, 200)))
-        prompts.append(p.astype(np.int64))
-        outputs.append(int(rng.integers(1, 9)))
-    return prompts, outputs
 
 
 def replay_sequential(server: Server, trace_path: Path, out_dir: Path) -> dict:

@@ -1,0 +1,158 @@
+"""Faults: a refused connection, a server killed mid-run, a response slower than --timeout,
+HTTP 429 and 500, a stream cut in the middle, and Ctrl-C. Nothing that finished is lost, and
+the Parquet left behind is valid and marked partial when the run did not finish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from fault_proxy import FaultProxy
+from llama_proc import SERVED_MODEL, Server, free_port
+from synthetic import token_trace
+
+from kvern.config import Config
+from kvern.errors import BackendError
+from kvern.live.replay import LiveOptions, run_live
+from kvern.live.sink import read_live
+
+CFG = Config.model_validate({"live": {"backoff_s": 0.01}})
+
+
+def prompts(n: int, length: int = 40) -> list[np.ndarray]:
+    rng = np.random.default_rng(n)
+    head = rng.integers(1000, 30000, size=length)
+    return [np.concatenate([head, rng.integers(1000, 30000, size=8 + i)]) for i in range(n)]
+
+
+def options(url: str, out: Path, **kw: object) -> LiveOptions:
+    base: dict[str, object] = {"backend": url, "output_dir": out, "concurrency": 1, "profile": "llamacpp",
+                               "served_model": SERVED_MODEL, "retries": 2}
+    return LiveOptions(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def column(out: Path, name: str) -> list:
+    return read_live(out / "live.parquet")[0].column(name).to_pylist()
+
+
+def test_connection_refused_ends_the_run_with_partial_results(tmp_path: Path) -> None:
+    trace = token_trace(tmp_path / "t.parquet", prompts(10), [2] * 10)
+    out = tmp_path / "o"
+    with pytest.raises(BackendError, match="unreachable"):
+        run_live(trace, CFG, options(f"http://127.0.0.1:{free_port()}", out, retries=1))
+    live, meta = read_live(out / "live.parquet")
+    assert meta["partial"] is True
+    assert live.num_rows == 3  # three requests in a row could not connect: stop
+    assert live.column("status").to_pylist() == [0, 0, 0]
+    assert live.column("retries").to_pylist() == [1, 1, 1]
+    assert all("cannot connect" in e for e in live.column("error").to_pylist())
+    rec = pq.read_table(out / "reconcile.parquet")
+    assert rec.column("cause").to_pylist() == ["request failed"] * 3
+
+
+@pytest.mark.live
+def test_429_and_500_are_retried_and_a_persistent_500_is_recorded(llama_server, tmp_path: Path) -> None:
+    server: Server = llama_server()
+    # POSTs through the proxy: 0 -> 429 (request 0 retried), 2, 3, 4 -> 500 (request 1 gives up).
+    proxy = FaultProxy(server.port, {0: "429", 2: "500", 3: "500", 4: "500"}).start()
+    try:
+        out = tmp_path / "o"
+        summary = run_live(token_trace(tmp_path / "t.parquet", prompts(5), [2] * 5), CFG,
+                           options(proxy.url, out)).summary
+    finally:
+        proxy.stop()
+    assert column(out, "ok") == [True, False, True, True, True]
+    assert column(out, "retries") == [1, 2, 0, 0, 0]
+    assert column(out, "status") == [200, 500, 200, 200, 200]
+    assert "HTTP 500" in column(out, "error")[1]
+    # The failed request never reached the server, so it does not shift the prediction.
+    assert summary["compared"] == 4 and summary["agreed"] == 4
+
+
+@pytest.mark.live
+def test_a_cut_stream_is_retried_and_the_gap_blamed_on_the_retry(llama_server, tmp_path: Path) -> None:
+    server: Server = llama_server()
+    proxy = FaultProxy(server.port, {1: "cut"}).start()
+    try:
+        out = tmp_path / "o"
+        run_live(token_trace(tmp_path / "t.parquet", prompts(4), [16] * 4), CFG, options(proxy.url, out))
+    finally:
+        proxy.stop()
+    assert column(out, "ok") == [True] * 4
+    assert column(out, "retries") == [0, 1, 0, 0]
+    rec = pq.read_table(out / "reconcile.parquet").to_pylist()
+    # The cut attempt had the server compute the whole prompt: the retry finds it cached.
+    assert rec[1]["observed_cached"] == rec[1]["prompt_tokens"] - 1
+    assert rec[1]["agree"] is False and rec[1]["cause"].startswith("retried")
+
+
+@pytest.mark.live
+def test_slower_than_timeout_fails_that_request_only(llama_server, tmp_path: Path) -> None:
+    server: Server = llama_server()
+    proxy = FaultProxy(server.port, {0: "slow"}, slow_s=2.0).start()
+    try:
+        out = tmp_path / "o"
+        run_live(token_trace(tmp_path / "t.parquet", prompts(3), [2] * 3), CFG,
+                 options(proxy.url, out, retries=0, timeout_s=1.0))
+    finally:
+        proxy.stop()
+    assert column(out, "ok") == [False, True, True]
+    assert "--timeout 1s" in column(out, "error")[0]
+    assert column(out, "status")[0] == 0
+
+
+@pytest.mark.live
+def test_server_killed_mid_run_keeps_what_finished(llama_server, tmp_path: Path) -> None:
+    server: Server = llama_server()
+    out = tmp_path / "o"
+    trace = token_trace(tmp_path / "t.parquet", prompts(200), [48] * 200)
+
+    def kill_after_first_results() -> None:
+        while not (out / "live.parquet").exists():
+            time.sleep(0.05)
+        server.proc.kill()
+
+    killer = threading.Thread(target=kill_after_first_results)
+    killer.start()
+    with pytest.raises(BackendError, match="unreachable"):
+        run_live(trace, CFG, options(server.url, out, retries=1))
+    killer.join()
+    live, meta = read_live(out / "live.parquet")
+    assert meta["partial"] is True
+    ok = live.column("ok").to_pylist()
+    assert 1 <= sum(ok) < 200
+    assert ok[:sum(ok)] == [True] * sum(ok)  # sequential: everything before the kill finished
+    assert ok[-3:] == [False] * 3
+    rec = pq.read_table(out / "reconcile.parquet")
+    assert rec.num_rows == live.num_rows
+
+
+@pytest.mark.live
+def test_ctrl_c_exits_130_with_a_valid_partial_parquet(llama_server, tmp_path: Path) -> None:
+    server: Server = llama_server()
+    out = tmp_path / "o"
+    trace = token_trace(tmp_path / "t.parquet", prompts(300), [32] * 300)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kvern", "replay", str(trace), "--backend", server.url, "--profile",
+         "llamacpp", "--concurrency", "1", "--served-model", SERVED_MODEL, "-o", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
+    deadline = time.monotonic() + 120
+    while not (out / "live.parquet").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err
+    live, meta = read_live(out / "live.parquet")
+    assert meta["partial"] is True and meta["stop_reason"] == "interrupted"
+    assert 1 <= live.num_rows < 300
+    assert all(live.column("ok").to_pylist())
+    assert pq.read_table(out / "reconcile.parquet").num_rows == live.num_rows
