@@ -41,7 +41,7 @@ def analysis_renderable(a: Analysis) -> RenderableType:
         parts.append(Text("→ " + a.breakers[0].describe(show_text=a.show_text), style="bold"))
         parts.extend(_gain_lines(a.gains))
         parts.extend(_rule_yaml(a.breakers))
-    else:
+    elif len(a.scan.skipped_models) < len(a.profile.summary.models):
         parts.append(Text("No cache breakers: no request diverged from an earlier prompt and agreed again."))
     if a.hot:
         parts.append(hot_tree(a.hot))
