@@ -38,6 +38,14 @@ class BlockStream:
     """int32[U]: 0-based position of the block in its prompt."""
     block_tokens: np.ndarray
     """int32[U]: tokens the block covers (block_size, or fewer for a partial tail)."""
+    token_offsets: np.ndarray | None = None
+    """int64[R+1] when every request of this model kept its token ids (tokenized logs), else None."""
+    token_ids: np.ndarray | None = None
+    """int32[T]: the prompts' token ids, request r at ``token_ids[token_offsets[r]:token_offsets[r+1]]``."""
+
+    def tokens_of(self, r: int) -> np.ndarray:
+        assert self.token_ids is not None and self.token_offsets is not None, "stream has no token ids"
+        return self.token_ids[self.token_offsets[r] : self.token_offsets[r + 1]]
 
     @property
     def num_requests(self) -> int:
@@ -90,6 +98,7 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
     parent[block_ids] = prev
     depth[block_ids] = pos.astype(np.int32)
     block_tokens[block_ids] = tokens
+    tok_offsets, tok_ids = _tokens(sub)
     return BlockStream(
         model=model,
         block_size=block_size,
@@ -101,4 +110,17 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
         parent=parent,
         depth=depth,
         block_tokens=block_tokens,
+        token_offsets=tok_offsets,
+        token_ids=tok_ids,
     )
+
+
+def _tokens(sub: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Flat token ids when no request lacks them (hash-id traces have none)."""
+    col = sub.column("token_ids").combine_chunks()
+    if len(col) == 0 or col.null_count:
+        return None, None
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets, pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from kvern.ingest.blocks import hash_id_block_keys
+from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
 from kvern.sim.policies.cost import block_costs
 from kvern.sim.stream import BlockStream, block_streams
@@ -51,6 +51,24 @@ def make_trace(reqs: Sequence[Req], block_size: int, model: str = MODEL) -> Trac
 
 def make_stream(reqs: Sequence[Req], block_size: int) -> BlockStream:
     return block_streams(make_trace(reqs, block_size))[MODEL]
+
+
+def make_token_stream(prompts: Sequence[Sequence[int]], block_size: int) -> BlockStream:
+    """A tokenized trace (token ids kept, keys from the token blocks)."""
+    n = len(prompts)
+    keys = [token_block_keys(MODEL, p, block_size) for p in prompts]
+    table = pa.table({
+        "request_id": pa.array([f"r{i}" for i in range(n)], pa.string()),
+        "arrival_s": pa.array([float(i) for i in range(n)], pa.float64()),
+        "model": pa.array([MODEL] * n, pa.string()),
+        "session_id": pa.array([None] * n, pa.string()),
+        "prompt_tokens": pa.array([len(p) for p in prompts], pa.int32()),
+        "output_tokens": pa.array([None] * n, pa.int32()),
+        "block_keys": pa.array(keys, pa.list_(pa.uint64())),
+        "token_ids": pa.array([list(p) for p in prompts], pa.list_(pa.int32())),
+    })
+    meta = TraceMeta(block_size=block_size, source="tokens.jsonl", format="test")
+    return block_streams(Trace(with_meta(table, meta), meta))[MODEL]
 
 
 def aligned(labels: Sequence[Hashable], block_size: int) -> Req:

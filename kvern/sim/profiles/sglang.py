@@ -3,11 +3,11 @@
 What it reproduces, from ``radix_cache.py`` and ``common.py``:
 
 * **Tree.** A radix tree whose nodes hold runs of pages; a child is keyed by its first page
-  (``get_child_key``). Here a page is one block of the trace: for hash-id traces (Mooncake's
-  512-token ids) SGLang is simulated at the trace's block granularity, as if run with
-  ``--page-size`` equal to it, because the tokens inside a hash id are unknown. For tokenized
-  traces this is ``--page-size block_size`` (16 by default); SGLang's default page size 1
-  differs from it by the partial tail only (see the README).
+  (``get_child_key``). With token ids in the trace (tokenized logs) the page is one token,
+  SGLang's default ``--page-size 1``, and the pool holds ``capacity_blocks × block_size``
+  tokens. For hash-id traces (Mooncake's 512-token ids) the tokens inside a hash id are
+  unknown, so SGLang is simulated at the trace's block granularity, as if run with
+  ``--page-size`` equal to it; then a page is one block and the pool ``capacity_blocks`` pages.
 * **Lookup.** The scheduler matches the first ``prompt_tokens − 1`` tokens (the last one is
   recomputed), and ``match_prefix`` truncates that to whole pages: at most
   ``(prompt_tokens − 1) // page`` pages hit. ``_match_prefix_helper`` stamps every node on
@@ -42,10 +42,10 @@ from kvern.sim.stream import BlockStream
 class _Node:
     __slots__ = ("children", "id", "key", "lock", "parent", "time", "version")
 
-    def __init__(self, node_id: int, key: list[int], parent: _Node | None, time: int) -> None:
+    def __init__(self, node_id: int, key: np.ndarray, parent: _Node | None, time: int) -> None:
         self.id = node_id
         self.key = key
-        """The pages (interned block ids) this node holds."""
+        """The pages this node holds (token ids, or interned block ids)."""
         self.parent = parent
         self.children: dict[int, _Node] = {}
         self.lock = 0
@@ -62,132 +62,152 @@ class SGLang(Profile):
     def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
                  advance: Advance | None = None) -> SimResult:
         assert policy.name == "lru", "the sglang profile evicts by LRU only"
-        cap = int(capacity_blocks)
-        assert cap >= 1, "capacity must be at least one block"
+        assert capacity_blocks >= 1, "capacity must be at least one block"
         policy.bind(PolicyContext(stream, 0))
-        num_req = stream.num_requests
-        offs = stream.req_offsets.tolist()
-        ids = stream.block_ids.tolist()
-        prompt = stream.prompt_tokens.tolist()
+        tree = _RadixTree()
         bs = stream.block_size
-
-        clock = 0
-        next_id = 1
-        root = _Node(0, [], None, 0)
-        root.lock = 1
-        heap: list = []
-        tree_pages = 0
-        evicted = 0
-        cached = [0] * num_req
+        by_token = stream.token_ids is not None
+        cap = int(capacity_blocks) * (bs if by_token else 1)
+        num_req = stream.num_requests
+        prompt = stream.prompt_tokens.tolist()
+        cached = np.zeros(num_req, dtype=np.int64)
         unschedulable = np.zeros(num_req, dtype=bool)
-
-        def stamp(node: _Node, t: int) -> None:
-            node.time = t
-            node.version += 1
-            if not node.children and node.lock == 0 and node is not root:
-                heappush(heap, (t, node.id, node.version, node))
-
-        def split(child: _Node, at: int, t: int) -> _Node:
-            nonlocal next_id
-            parent = child.parent
-            assert parent is not None, "split of the root"
-            mid = _Node(next_id, child.key[:at], parent, t)
-            next_id += 1
-            mid.lock = child.lock
-            mid.children = {child.key[at]: child}
-            parent.children[child.key[0]] = mid
-            child.key = child.key[at:]
-            child.parent = mid
-            return mid
-
-        def walk(key: list[int], insert: bool) -> tuple[int, _Node]:
-            """``_match_prefix_helper`` (insert=False) / ``_insert_helper`` (insert=True)."""
-            nonlocal clock, next_id, tree_pages
-            clock += 1
-            t = clock
-            node = root
-            root.time = t
-            i, n = 0, len(key)
-            while i < n:
-                child = node.children.get(key[i])
-                if child is None:
-                    break
-                stamp(child, t)
-                ck = child.key
-                m, lim = 0, min(len(ck), n - i)
-                while m < lim and ck[m] == key[i + m]:
-                    m += 1
-                i += m
-                if m < len(ck):
-                    node = split(child, m, t)
-                    if not insert:
-                        break
-                else:
-                    node = child
-            if insert and i < n:
-                leaf = _Node(next_id, key[i:], node, t)
-                next_id += 1
-                node.children[key[i]] = leaf
-                tree_pages += n - i
-                stamp(leaf, t)
-                return i, leaf
-            return i, node
-
-        def lock(node: _Node | None, delta: int) -> None:
-            while node is not None and node is not root:
-                node.lock += delta
-                if node.lock == 0 and not node.children:
-                    heappush(heap, (node.time, node.id, node.version, node))
-                node = node.parent
-
-        def evict(pages: int) -> None:
-            nonlocal tree_pages, evicted
-            freed = 0
-            while freed < pages and heap:
-                _t, _id, v, x = heappop(heap)
-                if v != x.version or x.children or x.lock or x.parent is None:
-                    continue
-                parent = x.parent
-                del parent.children[x.key[0]]
-                x.parent = None
-                x.version += 1
-                freed += len(x.key)
-                tree_pages -= len(x.key)
-                evicted += len(x.key)
-                if not parent.children and parent.lock == 0 and parent is not root:
-                    heappush(heap, (parent.time, parent.id, parent.version, parent))
-
         for r in range(num_req):
-            lo, hi = offs[r], offs[r + 1]
-            n = hi - lo  # pages the running request holds, partial tail included
-            if n > cap:
+            p_tokens = prompt[r]
+            if by_token:
+                key = stream.tokens_of(r).astype(np.int64)
+                assert len(key) == p_tokens, "token ids and prompt_tokens disagree"
+                pages, max_hit, unit = p_tokens, p_tokens - 1, 1
+            else:
+                blocks = stream.blocks_of(r).astype(np.int64)
+                pages, max_hit, unit = len(blocks), (p_tokens - 1) // bs, bs
+                key = blocks[: p_tokens // bs]  # page-aligned: the partial tail is never inserted
+            if pages > cap:
                 unschedulable[r] = True
                 continue
-            p_tokens = prompt[r]
-            full = p_tokens // bs
-            key = ids[lo : lo + full]
-            max_hit = (p_tokens - 1) // bs
-            hit, last = walk(key[:max_hit], insert=False) if max_hit > 0 else (0, root)
-            cached[r] = hit * bs
-            lock(last, +1)
-            need = n - hit
-            free = cap - tree_pages
+            hit, last = tree.walk(key[:max_hit], insert=False) if max_hit > 0 else (0, tree.root)
+            cached[r] = hit * unit
+            tree.lock(last, +1)
+            need = pages - hit
+            free = cap - tree.pages
             if free < need:
-                evict(need - free)
-            assert cap - tree_pages >= need, "eviction could not make room for a request that fits"
-            walk(key, insert=True)
-            lock(last, -1)
+                tree.evict(need - free)
+            assert cap - tree.pages >= need, "eviction could not make room for a request that fits"
+            tree.walk(key, insert=True)
+            tree.lock(last, -1)
             if advance is not None and (r + 1) % PROGRESS_EVERY == 0:
                 advance(PROGRESS_EVERY)
         if advance is not None:
             advance(num_req % PROGRESS_EVERY)
-        self.tree_pages = tree_pages
-        self.root = root
+        self.tree_pages = tree.pages
+        self.pool_pages = cap
         return SimResult(
             model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
-            capacity_blocks=cap, block_size=bs,
-            prompt_tokens=stream.prompt_tokens.astype(np.int64),
-            cached_tokens=np.asarray(cached, dtype=np.int64),
-            unschedulable=unschedulable,
-            evicted_blocks=evicted,
+            capacity_blocks=int(capacity_blocks), block_size=bs,
+            prompt_tokens=stream.prompt_tokens.astype(np.int64), cached_tokens=cached,
+            unschedulable=unschedulable, evicted_blocks=tree.evicted,
         )
+
+
+def _common_prefix(ck: np.ndarray, key: np.ndarray, i: int) -> int:
+    """Length of the common prefix of ``ck`` and ``key[i:]`` (short runs in Python, long in numpy)."""
+    lim = min(len(ck), len(key) - i)
+    if lim <= 32:
+        m = 0
+        while m < lim and ck[m] == key[i + m]:
+            m += 1
+        return m
+    diff = np.flatnonzero(ck[:lim] != key[i : i + lim])
+    return int(diff[0]) if len(diff) else lim
+
+
+class _RadixTree:
+    """The mechanics of ``RadixCache`` that decide what is cached (no KV indices)."""
+
+    def __init__(self) -> None:
+        self.root = _Node(0, np.zeros(0, dtype=np.int64), None, 0)
+        self.root.lock = 1
+        self.clock = 0
+        self.next_id = 1
+        self.pages = 0
+        self.evicted = 0
+        self.heap: list = []
+        """Lazy heap of (last access, node id, version, node) for unlocked leaves."""
+
+    def _stamp(self, node: _Node, t: int) -> None:
+        node.time = t
+        node.version += 1
+        if not node.children and node.lock == 0 and node is not self.root:
+            heappush(self.heap, (t, node.id, node.version, node))
+
+    def _split(self, child: _Node, at: int, t: int) -> _Node:
+        """``_split_node``: ``parent -> mid(key[:at]) -> child(key[at:])``."""
+        parent = child.parent
+        assert parent is not None, "split of the root"
+        mid = _Node(self.next_id, child.key[:at], parent, t)
+        self.next_id += 1
+        mid.lock = child.lock
+        mid.children = {int(child.key[at]): child}
+        parent.children[int(child.key[0])] = mid
+        child.key = child.key[at:]
+        child.parent = mid
+        return mid
+
+    def walk(self, key: np.ndarray, insert: bool) -> tuple[int, _Node]:
+        """``_match_prefix_helper`` (insert=False) or ``_insert_helper`` (insert=True).
+
+        Returns the pages already in the tree and the node where they end (the new leaf, for an
+        insert that added one). Every node on the path gets this walk's access time.
+        """
+        self.clock += 1
+        t = self.clock
+        node = self.root
+        node.time = t
+        i, n = 0, len(key)
+        while i < n:
+            child = node.children.get(int(key[i]))
+            if child is None:
+                break
+            self._stamp(child, t)
+            ck = child.key
+            m = _common_prefix(ck, key, i)
+            i += m
+            if m < len(ck):
+                node = self._split(child, m, t)
+                if not insert:
+                    break
+            else:
+                node = child
+        if insert and i < n:
+            leaf = _Node(self.next_id, key[i:], node, t)
+            self.next_id += 1
+            node.children[int(key[i])] = leaf
+            self.pages += n - i
+            self._stamp(leaf, t)
+            return i, leaf
+        return i, node
+
+    def lock(self, node: _Node | None, delta: int) -> None:
+        """``inc_lock_ref`` / ``dec_lock_ref`` from ``node`` up to the root."""
+        while node is not None and node is not self.root:
+            node.lock += delta
+            if node.lock == 0 and not node.children:
+                heappush(self.heap, (node.time, node.id, node.version, node))
+            node = node.parent
+
+    def evict(self, pages: int) -> None:
+        """``evict``: whole unlocked leaves, least recent first, until ``pages`` are freed."""
+        freed = 0
+        while freed < pages and self.heap:
+            _t, _id, v, x = heappop(self.heap)
+            if v != x.version or x.children or x.lock or x.parent is None:
+                continue
+            parent = x.parent
+            del parent.children[int(x.key[0])]
+            x.parent = None
+            x.version += 1
+            freed += len(x.key)
+            self.pages -= len(x.key)
+            self.evicted += len(x.key)
+            if not parent.children and parent.lock == 0 and parent is not self.root:
+                heappush(self.heap, (parent.time, parent.id, parent.version, parent))
