@@ -177,7 +177,8 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
     cfg = load_config(config)
     simulate_and_report(trace, cfg, command="compare", policies=policies or cfg.simulate.policies,
                         capacity=capacity, profile=profile, params=param, output=output,
-                        out=_output(json_mode, quiet), load=_load_options(fmt, skip_invalid, no_cache, model))
+                        out=_output(json_mode, quiet), load=_load_options(fmt, skip_invalid, no_cache, model),
+                        policies_from_config=policies is None)
 
 
 # -- sweep (issue 4) -----------------------------------------------------------------------

@@ -40,12 +40,24 @@ def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output
 
 def simulate_and_report(trace_path: Path, cfg: Config, *, command: str, policies: str | Sequence[str],
                         capacity: str | None, profile: str | None, params: Sequence[str] | None,
-                        output: Path | None, out: Output, load: dict[str, Any]) -> RunResult:
+                        output: Path | None, out: Output, load: dict[str, Any],
+                        policies_from_config: bool = False) -> RunResult:
+    """Load, simulate, write the report, show it. Policies taken from the config (not from a
+    flag) are narrowed to what the profile supports, with a warning, instead of failing."""
     from kvern.ingest.pipeline import load_trace
     from kvern.report.tables import summary_renderable
     from kvern.report.write import summary_document, write_report
+    from kvern.sim.policies import parse_policy_list
+    from kvern.sim.profiles import get_profile
 
     profile = profile or cfg.simulate.profile
+    if policies_from_config:
+        supported = get_profile(profile).policies
+        names = parse_policy_list(policies)
+        kept = [p for p in names if supported is None or p in supported]
+        if kept != names:
+            out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
+        policies = kept or names
     trace = load_trace(trace_path, cfg, out=out, **load)
     result = run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
                             profile=profile, params=parse_params(params), out=out)

@@ -28,7 +28,10 @@ What it reproduces, from vllm-project/vllm ``vllm/v1/core/`` (the version with
   ``[fresh blocks…, cached blocks in LRU order, tail blocks before their parents]``.
 
 The model is sequential (one request runs, generating one token, then the next arrives), as
-in DESIGN.md §3; decode-time blocks are not modelled. The free queue's cached part is kept
+in DESIGN.md §3; decode-time blocks are not modelled. The admission watermark
+(``KVCacheManager(watermark=…)``, default 0.0) is taken as 0, and chunked prefill does not
+change the outcome here: with one request in flight every chunk pops from the same queue in
+the same order, and the lookup happens once, before the first chunk. The free queue's cached part is kept
 as a heap ordered by the policy: with ``lru`` (priority = request index, ties deeper first)
 the order is the free order, exactly vLLM's. Slots, the copies of each key (a linked list in
 insertion order) and the heap are flat arrays; the loop is compiled.
