@@ -61,7 +61,9 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
     """Read and convert every line of ``path`` (no cache). Bad lines raise, or are skipped."""
     opts = ReadOptions(trace_block_size=cfg.ingest.trace_block_size,
                        bailian_block_size=cfg.ingest.bailian_block_size, skip_invalid=skip_invalid)
-    reader: Reader | None = None
+    if fmt is not None:
+        open_reader(fmt, opts)  # an unknown --format fails before reading
+    readers: dict[str, Reader] = {}
     rows = _Rows()
     conv: _Converter | None = None
     skipped = 0
@@ -69,11 +71,17 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
         try:
             if isinstance(item, InputError):
                 raise item
-            if reader is None:
-                fmt = fmt or detect_format(item.obj, path, item.number)
-                reader = open_reader(fmt, opts)
-                conv = _Converter(cfg, fmt, path, no_normalize=no_normalize, model=model, out=out)
-            assert conv is not None
+            if conv is None:
+                name = fmt or detect_format(item.obj, path, item.number)
+                conv = _Converter(cfg, name, path, no_normalize=no_normalize, model=model, out=out)
+            elif fmt or conv.hash_ids:
+                name = conv.fmt
+            else:  # a line of no known shape is parsed as the first format, which names what is missing
+                name = detect_format(item.obj, path, item.number, default=conv.fmt)
+                if name in HASH_ID_FORMATS:
+                    raise InputError(f"a {name} line in a {conv.fmt} log; one file holds one kind of trace",
+                                     path, item.number)
+            reader = readers.get(name) or readers.setdefault(name, open_reader(name, opts))
             rows.add(conv.convert(reader.parse(Fields(item.obj, path, item.number))))
         except InputError as e:
             if not skip_invalid:
@@ -87,7 +95,8 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
         out.warn(f"skipped {skipped} invalid line(s) of {path.name} (--skip-invalid)")
     if conv.skipped_parts:
         out.warn(f"dropped {conv.skipped_parts} non-text content part(s) (--skip-invalid)")
-    meta = TraceMeta(block_size=conv.block_size, source=path.name, format=conv.fmt,
+    # Request-body formats may mix in one log (a proxy logs chat and completions side by side).
+    meta = TraceMeta(block_size=conv.block_size, source=path.name, format="+".join(readers),
                      tokenizers=dict(sorted(conv.tokenizer_names.items())), normalized=conv.normalized,
                      skipped_lines=skipped)
     return Trace(rows.table(with_tokens=conv.fmt not in HASH_ID_FORMATS), meta)

@@ -27,10 +27,12 @@ FORMATS: dict[str, type[Any]] = {
 HASH_ID_FORMATS = frozenset({BailianReader.name, MooncakeReader.name})
 
 
-def detect_format(obj: dict[str, Any], path: Path, line: int) -> str:
+def detect_format(obj: dict[str, Any], path: Path, line: int, default: str | None = None) -> str:
     for name, cls in FORMATS.items():
         if cls.matches(obj):
             return name
+    if default is not None:
+        return default
     keys = ", ".join(sorted(obj)[:8]) or "none"
     raise InputError(f"cannot tell the log format from this line (keys: {keys}); "
                      f"pass --format ({', '.join(FORMATS)})", path, line)
