@@ -27,8 +27,10 @@ Definitions (stated once, used by every report):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,23 +109,9 @@ def realign(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int] | None:
     with the smallest ``span_a + span_b`` wins (the least edit), then the smaller larger span,
     then the smaller ``span_a``. None when no pair agrees for WINDOW tokens.
     """
-    na = min(MAX_SPAN, len(a) - WINDOW) + 1
-    nb = min(MAX_SPAN, len(b) - WINDOW) + 1
-    if na <= 0 or nb <= 0:
-        return None
-    wa = np.lib.stride_tricks.sliding_window_view(a[: na - 1 + WINDOW], WINDOW)
-    wb = np.lib.stride_tricks.sliding_window_view(b[: nb - 1 + WINDOW], WINDOW)
-    match = (wa[:, None, :] == wb[None, :, :]).all(axis=2)
-    match[0, 0] = False
-    ia, ib = np.nonzero(match)
-    if len(ia) == 0:
-        return None
-    order = np.lexsort((ia, np.maximum(ia, ib), ia + ib))
-    i, j = int(ia[order[0]]), int(ib[order[0]])
-    m = min(len(a) - i, len(b) - j)
-    diff = a[i : i + m] != b[j : j + m]
-    run = int(np.argmax(diff)) if diff.any() else m
-    return i, j, run
+    a32, b32 = np.ascontiguousarray(a, dtype=np.int32), np.ascontiguousarray(b, dtype=np.int32)
+    i, j, run = _realign(a32, 0, len(a32), b32, 0, len(b32), WINDOW, MAX_SPAN)
+    return None if i < 0 else (int(i), int(j), int(run))
 
 
 # -- per model --------------------------------------------------------------------------------
@@ -144,76 +132,143 @@ def _token_column(table: pa.Table, stream: BlockStream) -> tuple[np.ndarray, np.
 
 
 def _scan_model(s: BlockStream, flat: np.ndarray, tok_off: np.ndarray,
-                divs: list[Divergence], advance) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    bs = s.block_size
+                divs: list[Divergence], advance: Callable[[float], None]) -> tuple[int, int]:
     n_req, n_uniq = s.num_requests, s.num_unique
     lengths = np.diff(s.req_offsets)
     req_of = np.repeat(np.arange(n_req), lengths)
-    has_tokens = np.diff(tok_off) == s.prompt_tokens
-    # First request holding each block, and where its tokens start in ``flat``.
+    # First request holding each block (non-decreasing in id: ids are in order of first
+    # appearance), and where its tokens start in ``flat``.
     _, first_occ = np.unique(s.block_ids, return_index=True)
-    first_req = req_of[first_occ]
-    tok_start = tok_off[first_req] + s.depth.astype(np.int64) * bs
-    # Children of each block (root = n_uniq), in order of first appearance (= id order).
+    first_req = req_of[first_occ].astype(np.int64)
+    tok_start = tok_off[first_req] + s.depth.astype(np.int64) * s.block_size
+    # Children of each block (root = n_uniq), in id order.
     pkey = np.where(s.parent < 0, n_uniq, s.parent)
     children = np.argsort(pkey, kind="stable").astype(np.int64)
     child_off = np.zeros(n_uniq + 2, dtype=np.int64)
     np.cumsum(np.bincount(pkey, minlength=n_uniq + 1), out=child_off[1:])
+    has_tokens = np.diff(tok_off) == s.prompt_tokens
+    found = np.full((n_req, 6), -1, dtype=np.int64)
+    hits = _scan_kernel(
+        np.ascontiguousarray(s.block_ids, dtype=np.int32), s.req_offsets.astype(np.int64),
+        s.prompt_tokens.astype(np.int64), s.block_size, first_req, tok_start,
+        s.block_tokens.astype(np.int64), children, child_off, np.ascontiguousarray(flat, dtype=np.int32),
+        tok_off.astype(np.int64), has_tokens, MAX_CHILDREN, WINDOW, MAX_SPAN, found)
+    advance(n_req)
+    for r, ref, pos, span, ref_span, run in found[found[:, 0] >= 0]:
+        divs.append(Divergence(s.model, int(s.rows[r]), int(s.rows[ref]), int(pos), int(span), int(ref_span),
+                               int(run)))
+    return int(s.prompt_tokens.sum()), int(hits)
+
+
+# -- compiled kernels ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan_kernel(block_ids: np.ndarray, req_off: np.ndarray, prompt: np.ndarray, bs: int,
+                 first_req: np.ndarray, tok_start: np.ndarray, block_tokens: np.ndarray,
+                 children: np.ndarray, child_off: np.ndarray, flat: np.ndarray, tok_off: np.ndarray,
+                 has_tokens: np.ndarray, max_children: int, window: int, max_span: int,
+                 found: np.ndarray) -> int:  # pragma: no cover - compiled
+    """One pass over the requests: infinite-cache hits, and each request's divergence in ``found``.
+
+    ``found[r] = (r, ref, position, span, ref_span, run)``, or -1s where there is none.
+    """
+    n_uniq = len(first_req)
     last_req = np.full(n_uniq, -1, dtype=np.int64)
-    cols = np.arange(bs)
-
     hits = 0
-    for r in range(n_req):
-        blocks = s.blocks_of(r)
-        advance(1)
-        if len(blocks) == 0:
+    for r in range(len(prompt)):
+        b0, b1 = req_off[r], req_off[r + 1]
+        if b1 == b0:
             continue
-        new = first_req[blocks] == r
-        if not new.any():
-            hits += int(s.prompt_tokens[r])
-            last_req[blocks] = r
-            continue
-        d = int(np.argmax(new))
-        hits += d * bs
-        if has_tokens[r]:
-            div = _diverge(s, r, d, blocks, flat, tok_off, first_req, tok_start, children, child_off,
-                           last_req, cols)
-            if div is not None:
-                divs.append(div)
-        last_req[blocks] = r
-    return int(s.prompt_tokens.sum()), hits
+        d = -1
+        for k in range(b0, b1):
+            if first_req[block_ids[k]] == r:
+                d = k - b0
+                break
+        if d < 0:  # every block seen before: a repeat, or a prefix of an earlier prompt
+            hits += prompt[r]
+        else:
+            hits += d * bs
+            if has_tokens[r]:
+                _diverge(r, d, block_ids, b0, bs, prompt, first_req, tok_start, block_tokens, children,
+                         child_off, flat, tok_off, last_req, max_children, window, max_span, found)
+        for k in range(b0, b1):
+            last_req[block_ids[k]] = r
+    return hits
 
 
-def _diverge(s: BlockStream, r: int, d: int, blocks: np.ndarray, flat: np.ndarray, tok_off: np.ndarray,
-             first_req: np.ndarray, tok_start: np.ndarray, children: np.ndarray, child_off: np.ndarray,
-             last_req: np.ndarray, cols: np.ndarray) -> Divergence | None:
-    bs = s.block_size
-    parent = int(blocks[d - 1]) if d > 0 else s.num_unique
-    kids = children[child_off[parent] : child_off[parent + 1]]
-    kids = kids[: np.searchsorted(first_req[kids], r)][-MAX_CHILDREN:]
-    if len(kids) == 0:
-        return None
-    start = tok_off[r] + d * bs
-    mine = flat[start : min(start + bs, tok_off[r + 1])]
-    kid_len = s.block_tokens[kids]
-    theirs = flat[np.minimum(tok_start[kids][:, None] + cols[: len(mine)], len(flat) - 1)]
-    eq = (theirs == mine) & (cols[: len(mine)] < kid_len[:, None])
-    common = np.cumprod(eq, axis=1).sum(axis=1)
-    if (common >= len(mine)).any():
-        return None  # r ends inside an earlier prompt: its tail is the partial-block rule, not a divergence
-    # A kid consumed whole is an earlier prompt that ended there: r extends it, no divergence.
-    ok = common < kid_len
-    if not ok.any():
-        return None
-    kids, common = kids[ok], common[ok]
-    best = np.lexsort((last_req[kids], common))[-1]
-    ref = int(last_req[kids[best]])
-    pos = d * bs + int(common[best])
-    ref_toks = flat[tok_off[ref] : tok_off[ref + 1]]
-    if len(ref_toks) != s.prompt_tokens[ref]:
-        return None
-    found = realign(flat[tok_off[r] + pos : tok_off[r + 1]], ref_toks[pos:])
-    if found is None:
-        return None
-    span, ref_span, run = found
-    return Divergence(s.model, int(s.rows[r]), int(s.rows[ref]), pos, span, ref_span, run)
+@numba.njit(cache=True, nogil=True)
+def _diverge(r: int, d: int, block_ids: np.ndarray, b0: int, bs: int, prompt: np.ndarray,
+             first_req: np.ndarray, tok_start: np.ndarray, block_tokens: np.ndarray, children: np.ndarray,
+             child_off: np.ndarray, flat: np.ndarray, tok_off: np.ndarray, last_req: np.ndarray,
+             max_children: int, window: int, max_span: int, found: np.ndarray) -> None:  # pragma: no cover
+    """Compare request ``r`` with the continuations of its last shared block (see the module doc)."""
+    parent = block_ids[b0 + d - 1] if d > 0 else len(first_req)
+    lo, hi = child_off[parent], child_off[parent + 1]
+    # Children seen before r: first_req is non-decreasing along the (id-sorted) children.
+    end = lo
+    while end < hi and first_req[children[end]] < r:
+        end += 1
+    start = max(lo, end - max_children)
+    mine = tok_off[r] + d * bs
+    mine_len = min(bs, tok_off[r + 1] - mine)
+    best, best_c, best_last = -1, -1, -1
+    for k in range(start, end):
+        kid = children[k]
+        kl, ts = block_tokens[kid], tok_start[kid]
+        c = 0
+        while c < mine_len and c < kl and flat[ts + c] == flat[mine + c]:
+            c += 1
+        if c >= mine_len:
+            return  # r ends inside an earlier prompt: its tail is the partial-block rule
+        if c >= kl:
+            continue  # that earlier prompt ended here and r extends it: no divergence
+        if c > best_c or (c == best_c and last_req[kid] > best_last):
+            best, best_c, best_last = kid, c, last_req[kid]
+    if best < 0:
+        return
+    ref = best_last
+    if tok_off[ref + 1] - tok_off[ref] != prompt[ref]:
+        return
+    pos = d * bs + best_c
+    i, j, run = _realign(flat, tok_off[r] + pos, tok_off[r + 1], flat, tok_off[ref] + pos, tok_off[ref + 1],
+                         window, max_span)
+    if i >= 0:
+        found[r, 0], found[r, 1], found[r, 2] = r, ref, pos
+        found[r, 3], found[r, 4], found[r, 5] = i, j, run
+
+
+@numba.njit(cache=True, nogil=True)
+def _realign(a: np.ndarray, a0: int, a1: int, b: np.ndarray, b0: int, b1: int, window: int,
+             max_span: int) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """``realign`` on ``a[a0:a1]`` and ``b[b0:b1]``; (-1, -1, 0) for none."""
+    na = min(max_span, a1 - a0 - window) + 1
+    nb = min(max_span, b1 - b0 - window) + 1
+    bi, bj = -1, -1
+    for i in range(na):
+        for j in range(nb):
+            if i == 0 and j == 0:
+                continue
+            if bi >= 0 and not _less_edit(i, j, bi, bj):
+                continue
+            w = 0
+            while w < window and a[a0 + i + w] == b[b0 + j + w]:
+                w += 1
+            if w == window:
+                bi, bj = i, j
+    if bi < 0:
+        return -1, -1, 0
+    run = 0
+    while a0 + bi + run < a1 and b0 + bj + run < b1 and a[a0 + bi + run] == b[b0 + bj + run]:
+        run += 1
+    return bi, bj, run
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _less_edit(i: int, j: int, bi: int, bj: int) -> bool:  # pragma: no cover - compiled
+    """Is (i, j) a smaller edit than (bi, bj): by i + j, then the larger span, then i?"""
+    if i + j != bi + bj:
+        return i + j < bi + bj
+    if max(i, j) != max(bi, bj):
+        return max(i, j) < max(bi, bj)
+    return i < bi
