@@ -16,8 +16,8 @@ Definitions (stated once, used by every report):
 - *the earlier prompt* a request is compared with: among earlier prompts of the same model
   that hold all of its leading blocks seen before and go on past the tokens they share with
   it, the one with the longest common token prefix (ties: the most recently used; only the
-  ``MAX_CHILDREN`` most recent continuations of the block are compared). A request that
-  repeats or extends earlier prompts, or is a prefix of one, has nothing to compare.
+  ``MAX_CHILDREN`` continuations of the block first seen most recently are compared). A
+  request that repeats or only extends earlier prompts, or is a prefix of one, has none.
 - *first diverging token* ``position``: the length of that common token prefix.
 - *span*: the shortest pair of stretches (``span_tokens`` in the request, ``ref_span_tokens`` in
   the earlier prompt, each at most ``MAX_SPAN``) after which both agree for ``WINDOW`` tokens.

@@ -6,6 +6,9 @@ import re
 
 import numpy as np
 from analysis_helpers import byte_decode, make_trace, text_ids
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_divergence import _prompts
 
 from kvern.analysis.breakers import config_with_rule, find_breakers, locate
 from kvern.analysis.divergence import scan
@@ -107,3 +110,16 @@ def test_config_with_rule() -> None:
     new = config_with_rule(cfg, rule)
     assert new.rules_for("x") == [own, rule] and new.rules_for("y") == [rule]
     assert new.rules_for("other") == [rule] and cfg.normalize == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=_prompts(), bs=st.sampled_from([1, 4, 16]))
+def test_groups_partition_the_divergences(case: tuple[list[list[int]], list[str]], bs: int) -> None:
+    prompts, models = case
+    trace = make_trace([[t + 48 for t in p] for p in prompts], models=models, block_size=bs)
+    s = scan(trace)
+    bs_all = find_breakers(trace, s, byte_decode)
+    assert sum(b.lost_tokens for b in bs_all) == s.lost_tokens
+    assert sum(b.requests for b in bs_all) == len(s.divergences)  # one divergence per request
+    assert [b.lost_tokens for b in bs_all] == sorted((b.lost_tokens for b in bs_all), reverse=True)
+    assert all(0 < b.share <= 1 for b in bs_all)
