@@ -79,7 +79,7 @@ def _profile(a: Analysis) -> plt.Figure:
 
 def _breakers(a: Analysis) -> plt.Figure:
     bs = a.breakers[::-1]
-    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(bs)))
+    fig, ax = plt.subplots(figsize=(11, 2.0 + 0.45 * len(bs)))
     labels = [f"{b.label}: {_short(b.pattern)}" for b in bs]
     ax.barh(range(len(bs)), [b.share * 100 for b in bs], color="#d62728")
     ax.set_yticks(range(len(bs)), labels, fontsize=8)
