@@ -191,7 +191,8 @@ def _scan_kernel(block_ids: np.ndarray, req_off: np.ndarray, prompt: np.ndarray,
             hits += d * bs
             if has_tokens[r]:
                 _diverge(r, d, block_ids, b0, bs, prompt, first_req, tok_start, block_tokens, children,
-                         child_off, flat, tok_off, last_req, max_children, window, max_span, found)
+                         child_off, flat, tok_off, has_tokens, last_req, max_children, window, max_span,
+                         found)
         for k in range(b0, b1):
             last_req[block_ids[k]] = r
     return hits
@@ -200,8 +201,9 @@ def _scan_kernel(block_ids: np.ndarray, req_off: np.ndarray, prompt: np.ndarray,
 @numba.njit(cache=True, nogil=True)
 def _diverge(r: int, d: int, block_ids: np.ndarray, b0: int, bs: int, prompt: np.ndarray,
              first_req: np.ndarray, tok_start: np.ndarray, block_tokens: np.ndarray, children: np.ndarray,
-             child_off: np.ndarray, flat: np.ndarray, tok_off: np.ndarray, last_req: np.ndarray,
-             max_children: int, window: int, max_span: int, found: np.ndarray) -> None:  # pragma: no cover
+             child_off: np.ndarray, flat: np.ndarray, tok_off: np.ndarray, has_tokens: np.ndarray,
+             last_req: np.ndarray, max_children: int, window: int, max_span: int,
+             found: np.ndarray) -> None:  # pragma: no cover - compiled
     """Compare request ``r`` with the continuations of its last shared block (see the module doc)."""
     parent = block_ids[b0 + d - 1] if d > 0 else len(first_req)
     lo, hi = child_off[parent], child_off[parent + 1]
@@ -215,6 +217,8 @@ def _diverge(r: int, d: int, block_ids: np.ndarray, b0: int, bs: int, prompt: np
     best, best_c, best_last = -1, -1, -1
     for k in range(start, end):
         kid = children[k]
+        if not has_tokens[first_req[kid]]:
+            continue  # its tokens are unknown (a row without token ids)
         kl, ts = block_tokens[kid], tok_start[kid]
         c = 0
         while c < mine_len and c < kl and flat[ts + c] == flat[mine + c]:
@@ -228,7 +232,7 @@ def _diverge(r: int, d: int, block_ids: np.ndarray, b0: int, bs: int, prompt: np
     if best < 0:
         return
     ref = best_last
-    if tok_off[ref + 1] - tok_off[ref] != prompt[ref]:
+    if not has_tokens[ref]:
         return
     pos = d * bs + best_c
     i, j, run = _realign(flat, tok_off[r] + pos, tok_off[r + 1], flat, tok_off[ref] + pos, tok_off[ref + 1],

@@ -12,8 +12,9 @@ from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
 
 def make_trace(prompts: Sequence[Sequence[int]], *, block_size: int = 4,
                models: Sequence[str] | None = None, sessions: Sequence[str | None] | None = None,
-               arrivals: Sequence[float] | None = None, with_tokens: bool = True) -> Trace:
+               arrivals: Sequence[float] | None = None, with_tokens: bool | Sequence[bool] = True) -> Trace:
     n = len(prompts)
+    keeps = [with_tokens] * n if isinstance(with_tokens, bool) else list(with_tokens)
     models = list(models) if models is not None else ["m"] * n
     table = pa.table({
         "request_id": [str(i) for i in range(n)],
@@ -23,7 +24,7 @@ def make_trace(prompts: Sequence[Sequence[int]], *, block_size: int = 4,
         "prompt_tokens": [len(p) for p in prompts],
         "output_tokens": [None] * n,
         "block_keys": [token_block_keys(m, p, block_size) for m, p in zip(models, prompts, strict=True)],
-        "token_ids": [list(p) for p in prompts] if with_tokens else [None] * n,
+        "token_ids": [list(p) if keep else None for p, keep in zip(prompts, keeps, strict=True)],
     }, schema=TRACE_SCHEMA)
     meta = TraceMeta(block_size=block_size, source="test")
     return Trace(with_meta(table, meta), meta)

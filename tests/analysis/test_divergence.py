@@ -47,6 +47,16 @@ def test_models_are_separate_and_hash_traces_skipped() -> None:
     assert h.divergences == [] and h.skipped_models == ("m",) and h.hit_tokens == 20
 
 
+def test_rows_without_token_ids_are_never_compared() -> None:
+    b = A.copy()
+    b[6] = 999
+    c = A.copy()
+    c[6] = 998
+    s = scan(make_trace([A, b, c], block_size=4, with_tokens=[False, True, True]))
+    # b could only be compared with A, whose tokens are unknown; c is compared with b.
+    assert s.divergences == [Divergence("m", 2, 1, 6, 1, 1, 33)]
+
+
 def test_nearest_is_longest_common_then_most_recent() -> None:
     c1 = [*A[:12], 1, *A[13:]]
     c2 = [*A[:14], 2, *A[15:]]
