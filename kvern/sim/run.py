@@ -18,7 +18,7 @@ from kvern.errors import UsageError
 from kvern.ingest.trace import Trace
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
-from kvern.sim.policies import POLICIES, parse_policy_list
+from kvern.sim.policies import POLICIES, make_policy, parse_policy_list
 from kvern.sim.profiles import get_profile
 from kvern.sim.result import SimResult
 from kvern.sim.savings import attn_ratio
@@ -69,15 +69,15 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     for model, stream in streams.items():
         blocks = capacity_blocks(specs, cfg, model, stream.block_size)
         for name in names:
-            merged = policy_params(name, cfg, model, params)
+            user, derived = policy_params(name, cfg, model, params)
             for spec, cap in zip(specs, blocks, strict=True):
-                plan.append((model, stream, name, merged, spec, cap))
+                plan.append((model, stream, name, (user, derived), spec, cap))
 
     total = sum(p[1].num_requests for p in plan)
     results: list[SimResult] = []
     with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
-        for _model, stream, name, merged, _spec, cap in plan:
-            results.append(simulate(stream, name, cap, profile, merged, advance=advance))
+        for _model, stream, name, (user, derived), _spec, cap in plan:
+            results.append(simulate(stream, name, cap, profile, user, advance=advance, run_defaults=derived))
     labels = [p[4].label for p in plan]
     summary = summary_table(trace, cfg, results, labels, names, specs)
     requests = requests_table(trace, cfg, streams, results, labels)
@@ -85,7 +85,7 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
         "trace": trace.meta.source,
         "profile": profile,
         "policies": names,
-        "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
+        "policy_params": {m: {n: _effective(n, cfg, m, params) for n in names} for m in streams},
         "capacities": [s.label for s in specs],
         "block_size": trace.meta.block_size,
         "models": list(streams),
@@ -94,20 +94,29 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     return RunResult(trace.meta.source, profile, names, specs, results, summary, requests, settings)
 
 
-def policy_params(name: str, cfg: Config, model: str,
-                  params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
-    """The user's overrides, plus defaults the run knows better than the policy does."""
-    merged = dict((params or {}).get(name, {}))
-    if name == "lfu" and "half_life" not in merged and cfg.simulate.params.lfu_half_life is not None:
-        merged["half_life"] = cfg.simulate.params.lfu_half_life
-    if name == "cost" and "attn_ratio" not in merged:
-        ratio = attn_ratio(cfg.model(model).geometry)
-        if ratio is not None:
-            merged["attn_ratio"] = ratio
+def policy_params(name: str, cfg: Config, model: str, params: Mapping[str, Mapping[str, Any]] | None
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the user's overrides, from ``--param`` or the config; defaults the run derives itself).
+
+    The cost policy's ``attn_ratio`` follows the model's geometry when it is known.
+    """
     unknown = set(params or {}) - set(POLICIES)
     if unknown:
-        raise UsageError(f"policy parameters for unknown policies: {', '.join(sorted(unknown))}")
-    return merged
+        raise UsageError(f"--param: parameters for unknown policies: {', '.join(sorted(unknown))}")
+    user = dict((params or {}).get(name, {}))
+    if name == "lfu" and "half_life" not in user and cfg.simulate.params.lfu_half_life is not None:
+        user["half_life"] = cfg.simulate.params.lfu_half_life
+    derived: dict[str, Any] = {}
+    ratio = attn_ratio(cfg.model(model).geometry)
+    if name == "cost" and ratio is not None:
+        derived["attn_ratio"] = ratio
+    return user, derived
+
+
+def _effective(name: str, cfg: Config, model: str, params: Mapping[str, Mapping[str, Any]] | None
+               ) -> dict[str, Any]:
+    user, derived = policy_params(name, cfg, model, params)
+    return make_policy(name, user, derived).params
 
 
 def _specs(capacities: Sequence[str | int] | str, points: int | None) -> list[CapacitySpec]:

@@ -13,16 +13,18 @@ from kvern.sim.stream import BlockStream
 
 
 def simulate(stream: BlockStream, policy: str, capacity_blocks: int, profile: str = "vllm",
-             params: Mapping[str, Any] | None = None, *, advance: Advance | None = None) -> SimResult:
+             params: Mapping[str, Any] | None = None, *, advance: Advance | None = None,
+             run_defaults: Mapping[str, Any] | None = None) -> SimResult:
     """Replay ``stream`` through ``profile``'s cache of ``capacity_blocks`` blocks under ``policy``.
 
-    ``params`` are the policy's parameter overrides (unknown keys are a ``UsageError``).
+    ``params`` are the policy's parameter overrides (unknown keys are a ``UsageError``);
+    ``run_defaults`` replace its defaults without showing in its display name.
     """
     engine = get_profile(profile)
     check_supported(profile, policy)
     if capacity_blocks < 1:
         raise UsageError(f"--capacity: {capacity_blocks} blocks; the cache needs at least one block")
-    return engine.simulate(stream, make_policy(policy, params), int(capacity_blocks), advance)
+    return engine.simulate(stream, make_policy(policy, params, run_defaults), int(capacity_blocks), advance)
 
 
 def check_supported(profile: str, policy: str) -> None:

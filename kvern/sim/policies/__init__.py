@@ -22,11 +22,12 @@ from kvern.sim.policies.lru import LRU
 POLICIES: dict[str, type[Policy]] = {p.name: p for p in (LRU, FIFO, LFU, Cost, Belady)}
 
 
-def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
+def make_policy(name: str, params: Mapping[str, Any] | None = None,
+                run_defaults: Mapping[str, Any] | None = None) -> Policy:
     cls = POLICIES.get(name)
     if cls is None:
         raise UsageError(f"--policy: unknown policy {name!r} (one of {', '.join(POLICIES)})")
-    return cls(params)
+    return cls(params, run_defaults)
 
 
 def parse_policy_list(text: str | list[str]) -> list[str]:

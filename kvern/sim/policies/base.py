@@ -83,13 +83,17 @@ class Policy(ABC):
     offline: ClassVar[bool] = False
     """True for policies that read the future (Belady): a reference, not a deployable choice."""
 
-    def __init__(self, params: Mapping[str, Any] | None = None) -> None:
-        self.params: dict[str, Any] = parse_params(self.name, self.defaults, params or {})
+    def __init__(self, params: Mapping[str, Any] | None = None,
+                 run_defaults: Mapping[str, Any] | None = None) -> None:
+        """``run_defaults`` replace class defaults the run knows better (e.g. the cost policy's
+        ``attn_ratio`` from the model's geometry); unlike ``params`` they stay out of the name."""
+        self._base = parse_params(self.name, self.defaults, run_defaults or {})
+        self.params: dict[str, Any] = parse_params(self.name, self._base, params or {})
         self._state: PolicyState | None = None
 
     @property
     def display_name(self) -> str:
-        changed = {k: v for k, v in self.params.items() if v != self.defaults[k]}
+        changed = {k: v for k, v in self.params.items() if v != self._base[k]}
         if not changed:
             return self.name
         return f"{self.name}({','.join(f'{k}={v}' for k, v in sorted(changed.items()))})"

@@ -1,0 +1,83 @@
+"""``ideal-token``: the ideal model at token granularity, for traces that keep token ids.
+
+The upper bound of what prefix reuse allows (DESIGN.md §6): every token prefix is a cache
+entry, a request's cached prefix is its longest prefix of tokens some cached entry covers, no
+last-token rule, and the cache holds ``capacity_blocks × block_size`` tokens. It runs the
+``ideal`` engine (and so every policy) on a stream with one "block" per token: token prefixes
+are interned in a trie, so an entry's parent is the prefix one token shorter and its depth is
+its position. ``evicted_blocks`` counts tokens here.
+
+``ideal`` stays block-level because hash-id traces have no tokens and because at unbounded
+capacity it must equal ingest's infinite-cache bound, which is block-level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kvern.errors import UsageError
+from kvern.sim.policies import Policy
+from kvern.sim.profiles.base import Advance, register
+from kvern.sim.profiles.ideal import Ideal
+from kvern.sim.result import SimResult
+from kvern.sim.stream import BlockStream
+
+
+@register
+class IdealToken(Ideal):
+    name = "ideal-token"
+    summary = "pure prefix reuse at token level (needs token ids)"
+
+    def __init__(self) -> None:
+        self._memo: tuple[BlockStream, BlockStream] | None = None
+
+    def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
+                 advance: Advance | None = None) -> SimResult:
+        if stream.token_ids is None:
+            raise UsageError(f"--profile {self.name}: the trace of model {stream.model!r} has no token ids "
+                             "(hash-id traces carry none); use --profile ideal")
+        tokens = self._token_stream(stream)
+        res = super().simulate(tokens, policy, int(capacity_blocks) * stream.block_size, advance)
+        return SimResult(
+            model=res.model, policy=res.policy, policy_label=res.policy_label, profile=self.name,
+            capacity_blocks=int(capacity_blocks), block_size=stream.block_size,
+            prompt_tokens=res.prompt_tokens, cached_tokens=res.cached_tokens,
+            unschedulable=res.unschedulable, evicted_blocks=res.evicted_blocks,
+        )
+
+    def _token_stream(self, stream: BlockStream) -> BlockStream:
+        if self._memo is None or self._memo[0] is not stream:
+            self._memo = (stream, token_stream(stream))
+        return self._memo[1]
+
+
+def token_stream(stream: BlockStream) -> BlockStream:
+    """The same requests with one entry per token prefix (``block_size`` 1)."""
+    assert stream.token_ids is not None and stream.token_offsets is not None, "stream has no token ids"
+    children: dict[tuple[int, int], int] = {}
+    ids = np.empty(len(stream.token_ids), dtype=np.int32)
+    parent: list[int] = []
+    depth: list[int] = []
+    flat = stream.token_ids.tolist()
+    offs = stream.token_offsets.tolist()
+    for r in range(stream.num_requests):
+        node = -1
+        for pos in range(offs[r], offs[r + 1]):
+            key = (node, flat[pos])
+            child = children.get(key)
+            if child is None:
+                child = len(parent)
+                children[key] = child
+                parent.append(node)
+                depth.append(pos - offs[r])
+            ids[pos] = child
+            node = child
+    assert np.array_equal(np.diff(stream.token_offsets), stream.prompt_tokens), \
+        "token ids and prompt_tokens disagree"
+    return BlockStream(
+        model=stream.model, block_size=1, req_offsets=stream.token_offsets.astype(np.int64), block_ids=ids,
+        prompt_tokens=stream.prompt_tokens, rows=stream.rows, arrival_s=stream.arrival_s,
+        parent=np.asarray(parent, dtype=np.int32), depth=np.asarray(depth, dtype=np.int32),
+        block_tokens=np.ones(len(parent), dtype=np.int32),
+        token_offsets=stream.token_offsets, token_ids=stream.token_ids,
+    )
