@@ -1,6 +1,6 @@
 """Generate traces/chat_sample.jsonl: a realistic, deterministic OpenAI chat-completions log.
 
-    python traces/make_chat_sample.py [-o traces/chat_sample.jsonl] [--seed 7] [--sessions 90]
+    python traces/make_chat_sample.py [-o traces/chat_sample.jsonl] [--seed 7] [--sessions 90] [--max-turns 7]
 
 Same seed, same bytes. What it contains, and why each part matters for prefix caching:
 - multi-turn sessions whose every request repeats the whole history (the main source of reuse);
@@ -192,7 +192,7 @@ class Session:
         return body
 
 
-def generate(seed: int, sessions: int) -> list[dict[str, object]]:
+def generate(seed: int, sessions: int, max_turns: int = 7) -> list[dict[str, object]]:
     rng = random.Random(seed)
     docs = make_documents(rng)
     kinds = ["support"] * 30 + ["coder"] * 20 + ["dated"] * 20 + ["travel"] * 12 + ["rag"] * 18
@@ -201,7 +201,7 @@ def generate(seed: int, sessions: int) -> list[dict[str, object]]:
         kind = rng.choice(kinds)
         start = START + timedelta(seconds=rng.uniform(0, DAYS * 86400 - 4 * 3600))
         session = Session(random.Random(rng.randrange(2**32)), kind, f"s{i:03d}", start, docs)
-        requests.extend(session.requests(rng.randint(1, 7)))
+        requests.extend(session.requests(rng.randint(1, max_turns)))
     requests.sort(key=lambda r: (str(r["timestamp"]), str(r["request_id"])))
     return requests
 
@@ -211,8 +211,9 @@ def main() -> None:
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).with_name("chat_sample.jsonl"))
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--sessions", type=int, default=90)
+    ap.add_argument("--max-turns", type=int, default=7, help="user turns per session: 1 to this")
     args = ap.parse_args()
-    requests = generate(args.seed, args.sessions)
+    requests = generate(args.seed, args.sessions, args.max_turns)
     lines = [json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in requests]
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} requests to {args.output}")

@@ -16,11 +16,12 @@ is false and every request is tokenized whole (still correct, just slower).
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from typing import Any
 
+import jinja2
 import numpy as np
 
+from kvern.ingest import chatml
 from kvern.ingest.normalize import Normalizer
 from kvern.ingest.records import RawRequest
 
@@ -34,40 +35,32 @@ class SegmentEncoder:
         self.tokenizer = tokenizer
         backend = getattr(tokenizer, "_tokenizer", None)
         self._backend = backend
-        added = list(tokenizer.added_tokens_decoder.values()) if backend is not None else []
+        added = list(tokenizer.added_tokens_decoder.items()) if backend is not None else []
         self.splittable = backend is not None and all(
-            not (t.lstrip or t.rstrip or t.single_word) for t in added if not t.normalized
+            not (t.lstrip or t.rstrip or t.single_word) for _, t in added if not t.normalized
         )
-        raw = sorted({t.content for t in added if not t.normalized}, key=len, reverse=True)
+        raw = sorted({t.content for _, t in added if not t.normalized}, key=len, reverse=True)
         # Leftmost, then longest, as the tokenizer's own added-token matcher.
         self._split = re.compile("(" + "|".join(map(re.escape, raw)) + ")") if raw else None
-        self._added_id = {t.content: i for i, t in tokenizer.added_tokens_decoder.items()}
-        self._pieces: OrderedDict[str, np.ndarray] = OrderedDict()
+        # One table for both kinds of piece: the split never leaves an added token inside a text
+        # piece, so an added token's content can only ever be a separator.
+        self._fixed = {t.content: np.array([i], dtype=np.int32) for i, t in added if not t.normalized}
+        self._fixed[""] = np.zeros(0, dtype=np.int32)
+        self._pieces: dict[str, np.ndarray] = dict(self._fixed)
         self.pieces_encoded = 0
 
     def encode(self, text: str) -> np.ndarray:
         if not self.splittable or self._split is None:
             return self._encode_whole(text)
-        parts = []
-        for i, piece in enumerate(self._split.split(text)):
-            if not piece:
-                continue
-            if i % 2:  # the captured separators sit at odd positions
-                parts.append(np.array([self._added_id[piece]], dtype=np.int32))
-            else:
-                parts.append(self._piece(piece))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        cache = self._pieces
+        parts = [cache[p] if p in cache else self._miss(p) for p in self._split.split(text)]
+        return np.concatenate(parts)
 
-    def _piece(self, piece: str) -> np.ndarray:
-        ids = self._pieces.get(piece)
-        if ids is not None:
-            self._pieces.move_to_end(piece)
-            return ids
-        ids = self._encode_whole(piece)
+    def _miss(self, piece: str) -> np.ndarray:
+        if len(self._pieces) >= _CACHE_PIECES + len(self._fixed):
+            self._pieces = dict(self._fixed)  # bounded memory; a long log just re-encodes some pieces
+        ids = self._pieces[piece] = self._encode_whole(piece)
         self.pieces_encoded += 1
-        self._pieces[piece] = ids
-        if len(self._pieces) > _CACHE_PIECES:
-            self._pieces.popitem(last=False)
         return ids
 
     def _encode_whole(self, text: str) -> np.ndarray:
@@ -78,13 +71,22 @@ class SegmentEncoder:
         return np.asarray(ids, dtype=np.int32)
 
 
+class TemplateError(ValueError):
+    """The chat template cannot render this request (e.g. a tool call without a name)."""
+
+
 class RequestEncoder:
-    """One model's requests -> token ids: normalize, apply the chat template, encode."""
+    """One model's requests -> token ids: normalize, apply the chat template, encode.
+
+    kvern's own ChatML template is rendered by ``chatml.render`` (same text, no Jinja cost);
+    any other template by the tokenizer's ``apply_chat_template``.
+    """
 
     def __init__(self, tokenizer: Any, normalizer: Normalizer) -> None:
         self.tokenizer = tokenizer
         self.normalizer = normalizer
         self.segments = SegmentEncoder(tokenizer)
+        self.native_template = chatml.is_kvern_chatml(getattr(tokenizer, "chat_template", None))
 
     def encode(self, req: RawRequest) -> np.ndarray:
         if req.token_ids is not None:
@@ -95,8 +97,14 @@ class RequestEncoder:
         return self.segments.encode(self.render(self.normalizer.messages(req.messages), req.tools))
 
     def render(self, messages: list[dict[str, Any]], tools: list[Any] | None) -> str:
-        text: str = self.tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        try:
+            if self.native_template:
+                return chatml.render(messages, tools, add_generation_prompt=True)
+            text: str = self.tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=True, tokenize=False)
+        except (TypeError, KeyError, AttributeError, jinja2.TemplateError) as e:
+            raise TemplateError(
+                f"the chat template cannot render this request: {type(e).__name__}: {e}") from e
         return text
 
     def encode_prompt(self, prompt: str) -> np.ndarray:

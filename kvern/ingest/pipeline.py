@@ -17,6 +17,7 @@ from kvern.config import Config
 from kvern.errors import InputError, KvernError, UsageError
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
+from kvern.ingest.encode import TemplateError
 from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_format, open_reader
 from kvern.ingest.records import Fields, RawRequest
 from kvern.ingest.source import iter_lines
@@ -160,7 +161,10 @@ class _Converter:
             self.tokenizer_names.setdefault(model, HASH_IDS)
             keys = hash_id_block_keys(model, req.hash_ids)
             return self._row(req, model, req.input_length, keys, None)
-        ids = self._encoder(model, req.line).encode(req)
+        try:
+            ids = self._encoder(model, req.line).encode(req)
+        except TemplateError as e:
+            raise InputError(str(e), self.path, req.line) from None
         self.skipped_parts += req.skipped_parts
         return self._row(req, model, len(ids), token_block_keys(model, ids, self.block_size), ids)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken
 from transformers import PreTrainedTokenizerFast
 
-from kvern.ingest.encode import RequestEncoder, SegmentEncoder
+from kvern.ingest import chatml
+from kvern.ingest.encode import RequestEncoder, SegmentEncoder, TemplateError
 from kvern.ingest.normalize import Normalizer
 from kvern.ingest.records import RawRequest
 from kvern.ingest.tokenizer import default_tokenizer_dir, get_tokenizer
@@ -35,6 +37,43 @@ _message = st.one_of(
 )
 _tool = st.builds(lambda n, d: {"type": "function", "function": {"name": n, "description": d}},
                   st.sampled_from(["get_weather", "search"]), _text)
+
+
+def test_encoder_uses_the_native_renderer_for_kvern_chatml() -> None:
+    assert ENCODER.native_template
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_message, min_size=1, max_size=6),
+       st.one_of(st.none(), st.lists(_tool, min_size=1, max_size=2)), st.booleans())
+def test_native_render_equals_jinja(messages: list[dict[str, Any]], tools: list[Any] | None,
+                                   gen: bool) -> None:
+    want = TOK.apply_chat_template(messages, tools=tools, add_generation_prompt=gen, tokenize=False)
+    assert chatml.render(messages, tools, add_generation_prompt=gen) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_message, min_size=1, max_size=4))
+def test_other_templates_go_through_jinja(messages: list[dict[str, Any]]) -> None:
+    tok = _other_template_tokenizer()
+    enc = RequestEncoder(tok, Normalizer([]))
+    assert not enc.native_template
+    assert enc.encode(RawRequest(line=1, messages=messages)).tolist() == _full(messages, None, tok)
+
+
+@functools.cache
+def _other_template_tokenizer() -> Any:
+    tok = PreTrainedTokenizerFast.from_pretrained(str(default_tokenizer_dir()))
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return tok
+
+
+def test_unrenderable_request_is_a_template_error() -> None:
+    call = {"function": {"name": None, "arguments": {}}}
+    bad = [{"role": "assistant", "content": "", "tool_calls": [call]}]
+    with pytest.raises(TemplateError, match="cannot render"):
+        ENCODER.encode(RawRequest(line=1, messages=bad))
 
 
 def _full(messages: list[dict[str, Any]], tools: list[Any] | None, tok: Any = TOK) -> list[int]:
