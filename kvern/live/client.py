@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 10.0
@@ -109,8 +109,8 @@ class _Stream:
     finish_reason: str | None = None
 
 
-async def send(client: httpx.AsyncClient, req: LiveRequest, policy: RetryPolicy, t0: float,
-               scheduled_s: float | None, headers: dict[str, str]) -> LiveResult:
+async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, policy: RetryPolicy,
+               t0: float, scheduled_s: float | None, headers: dict[str, str]) -> LiveResult:
     """Send ``req`` (retrying as the policy allows); never raises for a failed request."""
     start = time.perf_counter()
     res = LiveResult(row=req.row, request_id=req.request_id, model=req.model, session_id=req.session_id,
@@ -121,7 +121,7 @@ async def send(client: httpx.AsyncClient, req: LiveRequest, policy: RetryPolicy,
         sent = time.perf_counter()
         try:
             async with asyncio.timeout(policy.timeout_s):
-                stream = await _attempt(client, req, headers)
+                stream = await _attempt(session, base + req.path, req, headers)
         except AttemptError as e:
             res.status, res.error, res.connect_failed = e.status, e.message, e.connect
             if not e.retriable or attempt == policy.retries:
@@ -163,57 +163,70 @@ def _int(v: Any) -> int | None:
     return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-async def _attempt(client: httpx.AsyncClient, req: LiveRequest, headers: dict[str, str]) -> _Stream:
+async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
+                   headers: dict[str, str]) -> _Stream:
     try:
-        async with client.stream("POST", req.path, json=req.body, headers=headers) as resp:
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode("utf-8", "replace")[:ERROR_TEXT_CHARS]
-                raise AttemptError(f"HTTP {resp.status_code}: {text.strip()}", resp.status_code,
-                                   retriable=resp.status_code in RETRIABLE_STATUS,
+        async with session.post(url, json=req.body, headers=headers) as resp:
+            if resp.status != 200:
+                text = (await resp.read()).decode("utf-8", "replace")[:ERROR_TEXT_CHARS]
+                raise AttemptError(f"HTTP {resp.status}: {text.strip()}", resp.status,
+                                   retriable=resp.status in RETRIABLE_STATUS,
                                    retry_after=_retry_after(resp))
             return await _read_stream(resp)
-    except httpx.ConnectError as e:
+    except aiohttp.ClientConnectorError as e:
         raise AttemptError(f"cannot connect: {e}", connect=True) from None
-    except (httpx.RemoteProtocolError, httpx.ReadError) as e:
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as e:
         raise AttemptError(f"stream cut: {type(e).__name__}: {e}") from None
-    except httpx.TransportError as e:
+    except aiohttp.ClientError as e:
         raise AttemptError(f"transport error: {type(e).__name__}: {e}") from None
 
 
-async def _read_stream(resp: httpx.Response) -> _Stream:
+async def _read_stream(resp: aiohttp.ClientResponse) -> _Stream:
     out = _Stream()
     done = False
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            done = True
-            break
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise AttemptError(f"bad stream chunk: {data[:80]!r}", 200) from None
-        if not isinstance(chunk, dict):
-            continue
-        if "error" in chunk:
-            raise AttemptError(f"error in stream: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}", 200)
-        choices = chunk.get("choices") or []
-        if choices and out.first_token_at is None:
-            out.first_token_at = time.perf_counter()
-        for choice in choices:
-            if choice.get("finish_reason"):
-                out.finish_reason = choice["finish_reason"]
-        if chunk.get("usage"):
-            out.usage = chunk["usage"]
-        if isinstance(chunk.get("timings"), dict):
-            out.timings = chunk["timings"]
+    pending = b""
+    async for piece in resp.content.iter_any():
+        pending += piece
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            done = _event(raw, out) or done
+    if pending:
+        done = _event(pending, out) or done
     if not done:
         raise AttemptError("stream cut: ended before [DONE]", 200)
     return out
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _event(raw: bytes, out: _Stream) -> bool:
+    """Take one SSE line into ``out``; True for the closing ``[DONE]``."""
+    line = raw.decode("utf-8", "replace").strip()
+    if not line.startswith("data:"):
+        return False
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return True
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        raise AttemptError(f"bad stream chunk: {data[:80]!r}", 200) from None
+    if not isinstance(chunk, dict):
+        return False
+    if "error" in chunk:
+        raise AttemptError(f"error in stream: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}", 200)
+    choices = chunk.get("choices") or []
+    if choices and out.first_token_at is None:
+        out.first_token_at = time.perf_counter()
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            out.finish_reason = choice["finish_reason"]
+    if chunk.get("usage"):
+        out.usage = chunk["usage"]
+    if isinstance(chunk.get("timings"), dict):
+        out.timings = chunk["timings"]
+    return False
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     raw = resp.headers.get("retry-after")
     try:
         return max(0.0, float(raw)) if raw is not None else None

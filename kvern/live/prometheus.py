@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 # engine: (hit counter, query counters summed)
 _HIT_RATE_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -62,15 +62,28 @@ def parse_metrics(text: str) -> dict[str, float]:
     return totals
 
 
-async def scrape(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, float] | None:
+async def get_json(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> dict | None:
+    """A JSON object from ``GET url`` (e.g. llama-server's ``/props``), or None."""
+    try:
+        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            data = await resp.json(content_type=None) if resp.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def scrape(session: aiohttp.ClientSession, base: str,
+                 headers: dict[str, str]) -> dict[str, float] | None:
     """``GET /metrics``; ``None`` when the server has none (404, refused, not Prometheus)."""
     try:
-        resp = await client.get("/metrics", headers=headers, timeout=5.0)
-    except httpx.HTTPError:
+        async with session.get(base + "/metrics", headers=headers,
+                               timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
+            if resp.status != 200:
+                return None
+            text = await resp.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
         return None
-    if resp.status_code != 200:
-        return None
-    values = parse_metrics(resp.text)
+    values = parse_metrics(text)
     return values or None
 
 

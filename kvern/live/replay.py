@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import numpy as np
 
 from kvern.config import Config
@@ -91,7 +90,6 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
                               served_model=opts.served_model, out=out)[: opts.max_requests]
     arrival = trace.table.column("arrival_s").to_numpy()[: len(requests)]
     offsets = schedule(pacing, arrival)
-    props = server_props(backend, api_key)
     meta = {"backend": public_url(backend), "trace": trace_path.name, "pacing": pacing.describe(),
             "profile": opts.profile, "requests_planned": len(requests)}
     sink = LiveSink(opts.output_dir / "live.parquet", meta)
@@ -99,12 +97,12 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     settings = LiveSettings(backend=backend, pacing=pacing, retry=retry, duration_s=opts.duration_s,
                             api_key=api_key)
     interrupted = False
+    run = LiveRun(results=sink.results)
     try:
-        run = replay(requests, offsets, settings, sink, out)
+        replay(requests, offsets, settings, sink, out, run)
     except KeyboardInterrupt:
         interrupted = True
-        run = LiveRun(results=sink.results, stop_reason="interrupted")
-    summary = _finish(trace, cfg, run, sink, opts, props, out)
+    summary = _finish(trace, cfg, run, sink, opts, out)
     report = LiveReport(summary, opts.output_dir, run)
     done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
     if interrupted:
@@ -114,24 +112,13 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     return report
 
 
-def server_props(backend: str, api_key: str | None) -> dict[str, Any] | None:
-    """llama-server's ``GET /props`` (slot count, context), or None for other servers."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        resp = httpx.get(backend + "/props", headers=headers, timeout=5.0)
-        data = resp.json() if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _finish(trace: Any, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
-            props: dict[str, Any] | None, out: Output) -> dict[str, Any]:
+            out: Output) -> dict[str, Any]:
     live = results_table(run.results, sink.meta)
     order = served_order(live)
     if opts.profile == "llamacpp":
-        slots = int((props or {}).get("total_slots") or 1)
-        if props is None:
+        slots = int((run.server_props or {}).get("total_slots") or 1)
+        if run.server_props is None:
             out.warn("the backend has no llama.cpp /props; predicting with one slot")
         predicted = predict_llamacpp(trace, live, order, slots)
         block_size = 1

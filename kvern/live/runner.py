@@ -15,11 +15,11 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 
 from kvern.live.client import LiveRequest, LiveResult, RetryPolicy, send
 from kvern.live.pacing import Pacing, sleep_until
-from kvern.live.prometheus import ServerCacheStats, cache_stats, scrape
+from kvern.live.prometheus import ServerCacheStats, cache_stats, get_json, scrape
 from kvern.live.sink import LiveSink
 from kvern.report.console import NULL_OUTPUT, Output
 
@@ -41,6 +41,8 @@ class LiveRun:
     stop_reason: str | None = None
     """None when every request was sent; else why the run ended early."""
     server_cache: ServerCacheStats | None = None
+    server_props: dict | None = None
+    """llama-server's ``/props`` (slot count), read before the run; None for other servers."""
     wall_s: float = 0.0
 
     @property
@@ -56,12 +58,13 @@ class _State:
 
 
 def replay(requests: list[LiveRequest], offsets: list[float | None], settings: LiveSettings,
-           sink: LiveSink, out: Output = NULL_OUTPUT) -> LiveRun:
+           sink: LiveSink, out: Output = NULL_OUTPUT, run: LiveRun | None = None) -> LiveRun:
     """Replay ``requests`` at ``offsets`` (seconds from the start; ``None`` = as soon as possible).
 
-    Ctrl-C raises ``KeyboardInterrupt`` after the finished results are flushed as partial.
+    Fills and returns ``run`` (a new one by default). Ctrl-C raises ``KeyboardInterrupt`` after
+    the finished results are flushed as partial; ``run`` then holds what is known.
     """
-    run = LiveRun(results=sink.results)
+    run = run if run is not None else LiveRun(results=sink.results)
     t_start = time.perf_counter()
     try:
         asyncio.run(_replay(requests, offsets, settings, sink, run, out))
@@ -80,16 +83,21 @@ async def _replay(requests: list[LiveRequest], offsets: list[float | None], sett
     headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
     cap = settings.pacing.concurrency
     slots = asyncio.Semaphore(cap) if cap else None
-    limits = httpx.Limits(max_connections=cap, max_keepalive_connections=cap or 64)
-    timeout = httpx.Timeout(settings.retry.timeout_s)
-    async with httpx.AsyncClient(base_url=settings.backend, timeout=timeout, limits=limits) as client:
-        before = await scrape(client, headers)
+    base = settings.backend
+    connector = aiohttp.TCPConnector(limit=cap or 0)  # 0: no cap on connections
+    no_limit = aiohttp.ClientTimeout(total=None)  # each attempt has its own deadline
+    async with aiohttp.ClientSession(connector=connector, timeout=no_limit) as session:
+        run.server_props = await get_json(session, base + "/props", headers)
+        before = await scrape(session, base, headers)
+        sink.flush(partial=True)  # the file exists from the start (and the writer is warm)
+        stop_flushing = asyncio.Event()
+        flusher = asyncio.create_task(_flush_periodically(sink, stop_flushing))
         tasks: set[asyncio.Task[None]] = set()
         with out.progress("replaying", total=len(requests)) as advance:
 
             async def one(req: LiveRequest, sched: float | None, t0: float) -> None:
                 try:
-                    res = await send(client, req, settings.retry, t0, sched, headers)
+                    res = await send(session, base, req, settings.retry, t0, sched, headers)
                 finally:
                     if slots is not None:
                         slots.release()
@@ -123,7 +131,10 @@ async def _replay(requests: list[LiveRequest], offsets: list[float | None], sett
                     task.cancel()
                 with contextlib.suppress(BaseException):
                     await asyncio.gather(*tasks, return_exceptions=True)
-        after = await scrape(client, headers)
+                stop_flushing.set()
+                with contextlib.suppress(BaseException):
+                    await flusher
+        after = await scrape(session, base, headers)
         run.server_cache = cache_stats(before, after)
 
 
@@ -133,3 +144,12 @@ def _record(state: _State, sink: LiveSink, res: LiveResult, dead_after: int) -> 
     if state.consecutive_unreachable >= dead_after and not state.stop.is_set():
         state.run.stop_reason = f"backend unreachable ({dead_after} requests in a row could not connect)"
         state.stop.set()
+
+
+async def _flush_periodically(sink: LiveSink, stop: asyncio.Event) -> None:
+    """Rewrite ``live.parquet`` in a worker thread every ``flush_every_s`` while results arrive."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), sink.flush_every_s)
+        if sink.dirty and not stop.is_set():
+            await asyncio.to_thread(sink.flush, partial=True)

@@ -2,16 +2,17 @@
 
 Every flush rewrites the whole file atomically (``report/atomic.py``), so at any moment the
 file on disk is a complete Parquet table: the rows finished so far, marked ``partial`` in the
-schema metadata until the run ends cleanly. Flushes are throttled (``flush_every_s``) so that
-a fast run does not spend its time rewriting; a run that is interrupted or loses its backend
-flushes once more before it stops, so only a hard kill can lose the last interval's rows.
+schema metadata until the run ends cleanly. The file is written once before the first request
+and then at most every ``flush_every_s``, so that a fast run does not spend its time
+rewriting; a run that is interrupted or loses its backend flushes once more before it stops,
+so only a hard kill can lose the last interval's rows.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, fields
+import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,12 @@ _FIELDS = [f.name for f in fields(LiveResult) if f.name in LIVE_SCHEMA.names]
 
 def results_table(results: list[LiveResult], meta: dict[str, Any]) -> pa.Table:
     """Rows in trace order (``row``), with ``meta`` (run settings, ``partial``) attached."""
-    ordered = sorted(results, key=lambda r: r.row)
-    cols = {name: [getattr(r, name) for r in ordered] for name in _FIELDS}
-    table = pa.table(cols, schema=LIVE_SCHEMA)
+    cols = {name: [getattr(r, name) for r in results] for name in _FIELDS}
+    return _table(cols, meta)
+
+
+def _table(cols: dict[str, list[Any]], meta: dict[str, Any]) -> pa.Table:
+    table = pa.table(cols, schema=LIVE_SCHEMA).sort_by("row")
     return table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
 
 
@@ -71,25 +75,34 @@ def read_live(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
 
 
 class LiveSink:
-    """Collects results as requests finish and keeps ``path`` a valid, current Parquet file."""
+    """Collects results as requests finish and keeps ``path`` a valid, current Parquet file.
+
+    ``add`` only records; the replay loop calls ``flush`` from a worker thread every
+    ``flush_every_s`` while results come in (so writing never stalls the send schedule) and
+    once more, in the foreground, when the run ends. A lock keeps writes in order.
+    """
 
     def __init__(self, path: Path, meta: dict[str, Any], flush_every_s: float = 1.0) -> None:
         self.path = path
         self.meta = dict(meta)
         self.flush_every_s = flush_every_s
         self.results: list[LiveResult] = []
-        self._last_flush = float("-inf")
+        self.dirty = False
+        self._cols: dict[str, list[Any]] = {name: [] for name in _FIELDS}
+        self._lock = threading.Lock()
 
     def add(self, result: LiveResult) -> None:
+        # Columns grow as results come, so a flush converts lists instead of walking objects
+        # (which would hold the interpreter lock long enough to delay sends).
+        for name, col in self._cols.items():
+            col.append(getattr(result, name))
         self.results.append(result)
-        if time.perf_counter() - self._last_flush >= self.flush_every_s:
-            self.flush(partial=True)
+        self.dirty = True
 
     def flush(self, *, partial: bool, **extra: Any) -> None:
-        self.meta.update(extra, partial=partial, requests_done=len(self.results))
-        write_parquet(results_table(self.results, self.meta), self.path)
-        self._last_flush = time.perf_counter()
-
-
-def result_dicts(results: list[LiveResult]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in results]
+        with self._lock:
+            self.dirty = False
+            n = len(self.results)
+            cols = {name: col[:n] for name, col in self._cols.items()}
+            self.meta.update(extra, partial=partial, requests_done=n)
+            write_parquet(_table(cols, self.meta), self.path)

@@ -20,7 +20,7 @@ from llama_proc import SERVED_MODEL, Server, free_port
 from synthetic import token_trace
 
 from kvern.config import Config
-from kvern.errors import BackendError
+from kvern.errors import BackendError, InputError
 from kvern.live.replay import LiveOptions, run_live
 from kvern.live.sink import read_live
 
@@ -41,6 +41,14 @@ def options(url: str, out: Path, **kw: object) -> LiveOptions:
 
 def column(out: Path, name: str) -> list:
     return read_live(out / "live.parquet")[0].column(name).to_pylist()
+
+
+def rows_done(out: Path) -> int:
+    """Rows in the live.parquet on disk (written before the first request, then every second)."""
+    try:
+        return read_live(out / "live.parquet")[0].num_rows
+    except (FileNotFoundError, InputError):
+        return 0
 
 
 def test_connection_refused_ends_the_run_with_partial_results(tmp_path: Path) -> None:
@@ -116,7 +124,8 @@ def test_server_killed_mid_run_keeps_what_finished(llama_server, tmp_path: Path)
     trace = token_trace(tmp_path / "t.parquet", prompts(200), [48] * 200)
 
     def kill_after_first_results() -> None:
-        while not (out / "live.parquet").exists():
+        deadline = time.monotonic() + 120
+        while rows_done(out) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         server.proc.kill()
 
@@ -145,7 +154,7 @@ def test_ctrl_c_exits_130_with_a_valid_partial_parquet(llama_server, tmp_path: P
          "llamacpp", "--concurrency", "1", "--served-model", SERVED_MODEL, "-o", str(out), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
     deadline = time.monotonic() + 120
-    while not (out / "live.parquet").exists() and time.monotonic() < deadline:
+    while rows_done(out) < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
