@@ -112,3 +112,55 @@ def test_prediction_uses_the_served_order_and_prompts(tmp_path: Path) -> None:
     live = pa.table({"ok": [True, False, True], "sent_s": [0.5, 0.1, 0.2]})
     assert served_order(live).tolist() == [2, 0]
     assert [p.tolist() for p in prompts_of(trace, np.array([1, 0]))] == [list(range(7)), list(range(5))]
+
+
+def test_api_key_is_sent_from_the_configured_variable_and_never_written(
+        llama_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-kvern-test-0123456789"
+    server = llama_server(extra=("--api-key", secret))
+    prompts, outputs = shared_prefix_prompts(seed=3, n=4)
+    trace = token_trace(tmp_path / "t.parquet", prompts, outputs)
+    cfg = Config.model_validate({"live": {"api_key_env": "KVERN_TEST_KEY"}})
+    monkeypatch.setenv("KVERN_TEST_KEY", secret)
+    summary = run_live(trace, cfg, LiveOptions(backend=server.url, output_dir=tmp_path / "with",
+                                               concurrency=1, profile="llamacpp")).summary
+    assert summary["succeeded"] == 4 and summary["agreed"] == 4
+    monkeypatch.delenv("KVERN_TEST_KEY")
+    run_live(trace, cfg, LiveOptions(backend=server.url, output_dir=tmp_path / "without", concurrency=1,
+                                     profile="llamacpp", retries=0))
+    live, _ = read_live(tmp_path / "without" / "live.parquet")
+    assert live.column("status").to_pylist() == [401] * 4  # not retried: a retry cannot help
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def test_vllm_profile_on_llama_server_names_block_rounding(llama_server, tmp_path: Path) -> None:
+    """The wrong profile for this server: its gaps are the vLLM block rule, and say so."""
+    server = llama_server()
+    out = tmp_path / "o"
+    opts = LiveOptions(backend=server.url, output_dir=out, concurrency=1, profile="vllm",
+                       capacity="100000", max_requests=25, served_model=SERVED_MODEL)
+    summary = run_live(CHAT_SAMPLE, Config(), opts).summary
+    assert summary["compared"] == 25
+    assert summary["agreed"] < 25
+    rec = pq.read_table(out / "reconcile.parquet").to_pylist()
+    for r in rec:
+        if not r["agree"]:
+            assert r["cause"] is not None
+            assert r["observed_cached"] > r["predicted_cached"]  # llama.cpp keeps partial blocks
+    assert summary["gap_causes"].get("block rounding", 0) > 0
+
+
+def test_speedup_follows_the_log_timestamps(llama_server, tmp_path: Path) -> None:
+    server = llama_server()
+    prompts, outputs = shared_prefix_prompts(seed=5, n=4)
+    trace = token_trace(tmp_path / "t.parquet", prompts, outputs)  # arrivals 0, 1, 2, 3 s
+    opts = LiveOptions(backend=server.url, output_dir=tmp_path / "o", speedup=20.0, profile="llamacpp",
+                       served_model=SERVED_MODEL)
+    run_live(trace, Config(), opts)
+    live, meta = read_live(tmp_path / "o" / "live.parquet")
+    assert meta["pacing"] == "log timestamps ×20"
+    assert live.column("scheduled_s").to_pylist() == [0.0, 0.05, 0.1, 0.15]
+    sent = live.column("sent_s").to_pylist()
+    assert all(s >= sched for s, sched in zip(sent, [0.0, 0.05, 0.1, 0.15], strict=True))

@@ -1,0 +1,157 @@
+"""The live pieces that need no server: metrics parsing, the sink, bodies, reconciliation rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from kvern.errors import InputError
+from kvern.live.bodies import CHAT_PATH, chat_bodies, synthetic_prompt
+from kvern.live.client import LiveResult, RetryPolicy
+from kvern.live.prometheus import ServerCacheStats, cache_stats, parse_metrics
+from kvern.live.reconcile import (
+    CAUSE_BLOCK,
+    CAUSE_CONCURRENCY,
+    CAUSE_EVICTION,
+    CAUSE_LAST_TOKEN,
+    CAUSE_MORE,
+    _cause,
+    _overlaps,
+)
+from kvern.live.replay import public_url
+from kvern.live.sink import LIVE_SCHEMA, LiveSink, read_live
+
+VLLM_METRICS = """\
+# HELP vllm:prefix_cache_queries_total Prefix cache queries, in tokens.
+# TYPE vllm:prefix_cache_queries_total counter
+vllm:prefix_cache_queries_total{engine="0",model_name="m"} 1000.0
+vllm:prefix_cache_queries_total{engine="1",model_name="m"} 500.0
+vllm:prefix_cache_hits_total{engine="0",model_name="m"} 600.0
+vllm:prefix_cache_hits_total{engine="1",model_name="m"} 150.0
+vllm:num_requests_running{model_name="m"} 2.0
+"""
+
+
+def test_parse_metrics_sums_labelled_series() -> None:
+    m = parse_metrics(VLLM_METRICS)
+    assert m["vllm:prefix_cache_queries_total"] == 1500.0
+    assert m["vllm:prefix_cache_hits_total"] == 750.0
+    text = "llamacpp:prompt_tokens_total 12\nbad line here\n"
+    assert parse_metrics(text) == {"llamacpp:prompt_tokens_total": 12.0}
+
+
+def test_cache_stats_is_the_growth_over_the_run() -> None:
+    before = parse_metrics(VLLM_METRICS)
+    after = {**before, "vllm:prefix_cache_queries_total": 2500.0, "vllm:prefix_cache_hits_total": 1500.0}
+    assert cache_stats(before, after) == ServerCacheStats("vllm", 750.0, 1000.0)
+    assert cache_stats(before, after).hit_rate == 0.75  # type: ignore[union-attr]
+    llama = {"llamacpp:prompt_tokens_total": 100.0, "llamacpp:prompt_tokens_cached_total": 300.0}
+    grown = {"llamacpp:prompt_tokens_total": 150.0, "llamacpp:prompt_tokens_cached_total": 450.0}
+    assert cache_stats(llama, grown) == ServerCacheStats("llamacpp", 150.0, 200.0)
+    assert cache_stats(None, after) is None
+    assert cache_stats({"x": 1.0}, {"x": 2.0}) is None
+
+
+def result(row: int, **kw: object) -> LiveResult:
+    base: dict[str, object] = {"row": row, "request_id": f"r{row}", "model": "m", "session_id": None,
+                               "endpoint": CHAT_PATH, "prompt_tokens": 10, "max_tokens": 4,
+                               "scheduled_s": 0.0, "sent_s": float(row), "done_s": float(row) + 0.5,
+                               "ok": True, "status": 200, "cached_tokens": 3}
+    return LiveResult(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_sink_writes_valid_parquet_in_trace_order_and_marks_partial(tmp_path: Path) -> None:
+    sink = LiveSink(tmp_path / "live.parquet", {"backend": "http://h"})
+    sink.flush(partial=True)
+    table, meta = read_live(tmp_path / "live.parquet")
+    assert table.num_rows == 0 and meta["partial"] is True
+    for row in (2, 0, 1):  # finishing out of order
+        sink.add(result(row))
+    assert sink.dirty
+    sink.flush(partial=True, stop_reason="interrupted")
+    table, meta = read_live(tmp_path / "live.parquet")
+    assert table.schema.remove_metadata() == LIVE_SCHEMA
+    assert table.column("row").to_pylist() == [0, 1, 2]
+    assert meta == {"backend": "http://h", "partial": True, "requests_done": 3, "stop_reason": "interrupted"}
+    sink.flush(partial=False)
+    assert read_live(tmp_path / "live.parquet")[1]["partial"] is False
+
+
+def test_read_live_rejects_other_files(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "x.parquet")
+    with pytest.raises(InputError, match="not a kvern live-replay table"):
+        read_live(tmp_path / "x.parquet")
+
+
+def test_synthetic_prompt_is_a_function_of_the_keys() -> None:
+    a = synthetic_prompt([11, 22, 33], 40, 16)
+    b = synthetic_prompt([11, 22, 44, 55], 50, 16)
+    assert len(a) == 40 and len(b) == 50
+    assert a[:32] == b[:32]  # shared keys, shared tokens
+    assert a[32:40] != b[32:40]
+    assert synthetic_prompt([11], 5, 16) == a[:5]
+    assert all(1000 <= t < 30000 for t in a)
+
+
+def test_chat_bodies_follow_ingest_ids_and_keep_logged_tool_calls(tmp_path: Path) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}}
+    lines = [
+        {"request_id": "a", "messages": [{"role": "user", "content": "hi"}]},
+        {"request": {"messages": [{"role": "user", "content": [{"type": "text", "text": "x"},
+                                                               {"type": "text", "text": "y"}]}]},
+         "response": {"id": "resp-7"}},
+        {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None,
+                                                         "tool_calls": [call]}],
+         "tools": [{"type": "function", "function": {"name": "f"}}]},
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    bodies = chat_bodies(log)
+    assert list(bodies) == ["a", "resp-7", "3"]
+    assert bodies["resp-7"]["messages"] == [{"role": "user", "content": "x\ny"}]
+    third = bodies["3"]
+    assert third["messages"][1]["tool_calls"] == [call]  # arguments stay the logged JSON string
+    assert third["messages"][1]["content"] == ""
+    assert third["tools"] == lines[2]["tools"]
+
+
+def test_public_url_drops_credentials() -> None:
+    assert public_url("http://user:secret@host:8000/v1") == "http://host:8000/v1"
+    assert public_url("https://h.example/") == "https://h.example/"
+
+
+def test_backoff_doubles_with_bounded_jitter_and_honours_retry_after() -> None:
+    import random
+
+    p = RetryPolicy(timeout_s=1, retries=3, backoff_s=0.5)
+    rng = random.Random(0)
+    for retry, base in enumerate([0.5, 1.0, 2.0, 4.0]):
+        assert base <= p.delay(retry, rng, None) <= base * 1.25
+    assert p.delay(0, rng, 3.0) == 3.0
+    assert p.delay(10, rng, None) <= 10.0 * 1.25
+
+
+def test_overlaps() -> None:
+    sent = np.array([0.0, 1.0, 1.5, 5.0])
+    done = np.array([0.9, 2.0, 1.8, 6.0])
+    assert _overlaps(sent, done).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize(("obs", "pred", "prompt", "server", "retries", "overlap", "bs", "cause"), [
+    (32, 40, 45, 45, 0, False, 16, CAUSE_BLOCK),
+    (44, 45, 45, 45, 0, False, 1, CAUSE_LAST_TOKEN),
+    (0, 300, 400, 400, 0, False, 1, CAUSE_EVICTION),
+    (300, 0, 400, 400, 0, False, 1, CAUSE_MORE),
+    (0, 300, 400, 400, 0, True, 1, CAUSE_CONCURRENCY),
+    (0, 300, 400, 400, 2, True, 1, "retried (2×"),
+    (0, 300, 400, 401, 2, True, 1, "template or tokenization drift (server counted 401"),
+])
+def test_gap_causes(obs: int, pred: int, prompt: int, server: int, retries: int, overlap: bool, bs: int,
+                    cause: str) -> None:
+    assert _cause(obs, pred, prompt, server, retries, overlap, bs).startswith(cause)
