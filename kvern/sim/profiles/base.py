@@ -20,10 +20,14 @@ To add one (e.g. ``llamacpp``), in its own module::
             ...                                # one SimResult per (stream, policy, capacity)
 
 and import that module in ``kvern/sim/profiles/__init__.py``. ``simulate`` gets one model's
-``BlockStream`` (requests in arrival order, blocks interned), a bound-ready ``Policy``
-(call ``policy.bind(PolicyContext(stream, n_entries))`` first), the capacity in blocks of
-``stream.block_size`` tokens, and ``advance(n)`` to report progress in requests. It must be
-deterministic (same input, same output), never print, and fill every per-request array.
+``BlockStream`` (requests in arrival order, blocks interned), a ``Policy``, the capacity in
+blocks of ``stream.block_size`` tokens, and ``advance(n)`` to report progress in requests. A
+compiled engine takes ``policy.state(PolicyContext(stream, n_entries))`` and calls
+``kvern.sim.policies.kernels.policy_touch(policy.code, …)`` in its loop; a Python engine calls
+``policy.bind(ctx)`` once, then ``policy.touch(…)`` / ``policy.on_evict(…)``. Either way the
+engine owns the entries, the leaves and the capacity, and evicts the smallest
+``(priority, -depth, id)``. It must be deterministic (same input, same output), never print,
+and fill every per-request array of the ``SimResult``.
 """
 
 from __future__ import annotations
