@@ -13,6 +13,8 @@ capacity it must equal ingest's infinite-cache bound, which is block-level.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from kvern.errors import UsageError
@@ -28,8 +30,9 @@ class IdealToken(Ideal):
     name = "ideal-token"
     summary = "pure prefix reuse at token level (needs token ids)"
 
-    def __init__(self) -> None:
-        self._memo: tuple[BlockStream, BlockStream] | None = None
+    _memo: ClassVar[list[tuple[BlockStream, BlockStream]]] = []
+    """The last stream and its token stream: a run simulates one stream for every policy ×
+    capacity, each through a fresh profile object, so the trie is built once per model."""
 
     def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
                  advance: Advance | None = None) -> SimResult:
@@ -46,9 +49,9 @@ class IdealToken(Ideal):
         )
 
     def _token_stream(self, stream: BlockStream) -> BlockStream:
-        if self._memo is None or self._memo[0] is not stream:
-            self._memo = (stream, token_stream(stream))
-        return self._memo[1]
+        if not self._memo or self._memo[0][0] is not stream:
+            self._memo[:] = [(stream, token_stream(stream))]
+        return self._memo[0][1]
 
 
 def token_stream(stream: BlockStream) -> BlockStream:
