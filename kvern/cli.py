@@ -75,12 +75,6 @@ TraceBlockSizeOpt = Annotated[int | None, typer.Option(
     "--trace-block-size", help="tokens per hash id in Mooncake traces (default 512)")]
 
 
-@app.callback()
-def _commands() -> None:
-    """Trace analyzer and replay simulator for LLM prefix (KV) caching."""
-    # Keeps `kvern ingest …` a subcommand even while it is the only command.
-
-
 @app.command()
 @boundary
 def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
