@@ -97,12 +97,15 @@ class RequestEncoder:
         return self.segments.encode(self.render(self.normalizer.messages(req.messages), req.tools))
 
     def render(self, messages: list[dict[str, Any]], tools: list[Any] | None) -> str:
+        if not self.native_template and getattr(self.tokenizer, "chat_template", None) is None:
+            raise TemplateError("the tokenizer has no chat template (a base model's?); map this model to "
+                                "an instruct model's tokenizer under models.<name>.tokenizer")
         try:
             if self.native_template:
                 return chatml.render(messages, tools, add_generation_prompt=True)
             text: str = self.tokenizer.apply_chat_template(
                 messages, tools=tools, add_generation_prompt=True, tokenize=False)
-        except (TypeError, KeyError, AttributeError, jinja2.TemplateError) as e:
+        except (TypeError, KeyError, AttributeError, ValueError, jinja2.TemplateError) as e:
             raise TemplateError(
                 f"the chat template cannot render this request: {type(e).__name__}: {e}") from e
         return text

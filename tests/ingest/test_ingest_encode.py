@@ -76,6 +76,14 @@ def test_unrenderable_request_is_a_template_error() -> None:
         ENCODER.encode(RawRequest(line=1, messages=bad))
 
 
+def test_tokenizer_without_template_is_a_template_error() -> None:
+    tok = PreTrainedTokenizerFast.from_pretrained(str(default_tokenizer_dir()))
+    tok.chat_template = None
+    request = RawRequest(line=1, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(TemplateError, match="no chat template"):
+        RequestEncoder(tok, Normalizer([])).encode(request)
+
+
 def _full(messages: list[dict[str, Any]], tools: list[Any] | None, tok: Any = TOK) -> list[int]:
     ids: list[int] = tok.apply_chat_template(messages, tools=tools, add_generation_prompt=True,
                                              tokenize=True, return_dict=False)
