@@ -69,7 +69,7 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     for model, stream in streams.items():
         blocks = capacity_blocks(specs, cfg, model, stream.block_size)
         for name in names:
-            user, derived = policy_params(name, cfg, model, params)
+            user, derived = policy_param_parts(name, cfg, model, params)
             for spec, cap in zip(specs, blocks, strict=True):
                 plan.append((model, stream, name, (user, derived), spec, cap))
 
@@ -94,11 +94,20 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     return RunResult(trace.meta.source, profile, names, specs, results, summary, requests, settings)
 
 
-def policy_params(name: str, cfg: Config, model: str, params: Mapping[str, Mapping[str, Any]] | None
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+def policy_params(name: str, cfg: Config, model: str,
+                  params: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The parameters to pass to ``simulate`` for ``name`` on ``model``: the user's overrides
+    plus what the run derives (the cost policy's ``attn_ratio`` from the model's geometry)."""
+    user, derived = policy_param_parts(name, cfg, model, params)
+    return {**derived, **user}
+
+
+def policy_param_parts(name: str, cfg: Config, model: str, params: Mapping[str, Mapping[str, Any]] | None
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the user's overrides, from ``--param`` or the config; defaults the run derives itself).
 
-    The cost policy's ``attn_ratio`` follows the model's geometry when it is known.
+    ``run_simulation`` passes the second as ``run_defaults`` so that it stays out of the
+    policy's display name.
     """
     unknown = set(params or {}) - set(POLICIES)
     if unknown:
@@ -115,7 +124,7 @@ def policy_params(name: str, cfg: Config, model: str, params: Mapping[str, Mappi
 
 def _effective(name: str, cfg: Config, model: str, params: Mapping[str, Mapping[str, Any]] | None
                ) -> dict[str, Any]:
-    user, derived = policy_params(name, cfg, model, params)
+    user, derived = policy_param_parts(name, cfg, model, params)
     return make_policy(name, user, derived).params
 
 
