@@ -96,3 +96,30 @@ def test_one_slot_without_host_cache_is_the_lcp_with_the_previous_prompt(ps: lis
         expect = 0 if (n == 1 and len(p) == 1) else (n - 1 if n == len(p) else n)
         assert c == expect
         prev = p
+
+
+def test_the_registered_profile_runs_the_same_model_through_the_simulator() -> None:
+    """``kvern replay --profile llamacpp`` (no backend) gives what ``predict`` gives, token-exact."""
+    import pyarrow as pa
+
+    from kvern.ingest.blocks import token_block_keys
+    from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
+    from kvern.sim.policies import make_policy
+    from kvern.sim.profiles import get_profile
+    from kvern.sim.stream import block_streams
+
+    rng = np.random.default_rng(1)
+    doc = rng.integers(0, 50, 40)
+    prompts = [np.concatenate([doc[: int(rng.integers(1, 40))], rng.integers(0, 50, int(rng.integers(0, 9)))])
+               for _ in range(40)]
+    meta = TraceMeta(block_size=16)
+    table = pa.table({
+        "request_id": [str(i) for i in range(40)], "arrival_s": [float(i) for i in range(40)],
+        "model": ["m"] * 40, "session_id": [None] * 40, "prompt_tokens": [len(p) for p in prompts],
+        "output_tokens": [None] * 40, "block_keys": [token_block_keys("m", p, 16) for p in prompts],
+        "token_ids": [p.tolist() for p in prompts]}, schema=TRACE_SCHEMA)
+    stream = block_streams(Trace(with_meta(table, meta), meta))["m"]
+    res = get_profile("llamacpp").simulate(stream, make_policy("lru"), 8)
+    expect = predict(prompts, [0] * 40, LlamaServerConfig(slots=1, cache_tokens=8 * 16))
+    assert res.cached_tokens.tolist() == expect.tolist()
+    assert res.cached_tokens.sum() > 0

@@ -30,8 +30,10 @@ Ratios are compared in float32, as the C++ does. Generated tokens are modelled a
 unique to their prompt (greedy decoding repeats them for a repeated prompt) that never match a
 later prompt. Sizes are in tokens: ``capacity`` is the prompt cache's size in tokens
 (``--cache-ram`` / KV bytes per token), which is exact when every state has the same bytes per
-token. On a token-level stream (``block_size == 1``) the model is exact; on a block stream it
-matches whole blocks only (an LCP inside a block is rounded down).
+token. On a stream with token ids (tokenized logs) the model is exact; on a hash-id stream it
+matches whole blocks only (an LCP inside a block is rounded down). Through the simulator
+(``kvern replay --profile llamacpp`` without a backend) each model gets its own server and
+the slots keep no generated tokens; live reconciliation feeds it the server's real counts.
 """
 
 from __future__ import annotations
@@ -228,22 +230,22 @@ class LlamaCpp(Profile):
                 advance(PROGRESS_EVERY)
         if advance is not None:
             advance(stream.num_requests % PROGRESS_EVERY)
-        return SimResult(model=stream.model, policy="lru", profile=self.name,
-                         capacity_blocks=capacity_blocks, block_size=stream.block_size,
+        return SimResult(model=stream.model, policy=policy.name, policy_label=policy.display_name,
+                         profile=self.name, capacity_blocks=capacity_blocks, block_size=stream.block_size,
                          prompt_tokens=stream.prompt_tokens.astype(np.int64), cached_tokens=cached,
                          unschedulable=np.zeros(stream.num_requests, dtype=bool),
                          evicted_blocks=model.dropped_states)
 
 
 def _from_units(model: LlamaServerModel, stream: BlockStream, r: int, generated: int) -> int:
-    """One request of a block stream, as tokens: token j of block b is ``b * block_size + j``.
+    """One request of the stream: its token ids when the trace kept them (exact), else blocks.
 
-    Blocks are prefix-chained, so equal ids mean equal prefixes; with ``block_size == 1`` these
-    are the tokens themselves (interned), otherwise matches stop at block boundaries.
+    Without token ids, token j of block b stands for ``b * block_size + j``: blocks are
+    prefix-chained, so equal ids mean equal prefixes, and matches stop at block boundaries.
     """
+    if stream.token_ids is not None:
+        return model.request(stream.tokens_of(r).astype(np.int64), generated)
     blocks = stream.blocks_of(r).astype(np.int64)
     bs = stream.block_size
-    if bs == 1:
-        return model.request(blocks, generated)
     ids = (blocks[:, None] * bs + np.arange(bs, dtype=np.int64)[None, :]).ravel()
     return model.request(ids[: int(stream.prompt_tokens[r])], generated)
