@@ -82,7 +82,9 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
                 if name in HASH_ID_FORMATS:
                     raise InputError(f"a {name} line in a {conv.fmt} log; one file holds one kind of trace",
                                      path, item.number)
-            reader = readers.get(name) or readers.setdefault(name, open_reader(name, opts))
+            reader = readers.get(name)
+            if reader is None:
+                reader = readers[name] = open_reader(name, opts)
             rows.add(conv.convert(reader.parse(Fields(item.obj, path, item.number))))
         except InputError as e:
             if not skip_invalid:
@@ -122,7 +124,6 @@ def with_block_sizes(cfg: Config, *, block_size: int | None = None,
 
 @dataclass(slots=True)
 class _Row:
-    line: int
     request_id: str
     timestamp_s: float | None
     model: str
@@ -155,9 +156,7 @@ class _Converter:
         model = req.model or self.default_model
         if self.hash_ids:
             assert req.hash_ids is not None and req.input_length is not None and req.block_size
-            if self.block_size and req.block_size != self.block_size:
-                raise InputError("mixed hash-id block sizes in one file", self.path, req.line)
-            self.block_size = req.block_size
+            self.block_size = req.block_size  # one reader per file: the same on every line
             self.tokenizer_names.setdefault(model, HASH_IDS)
             keys = hash_id_block_keys(model, req.hash_ids)
             return self._row(req, model, req.input_length, keys, None)
@@ -172,7 +171,7 @@ class _Converter:
              ids: np.ndarray | None) -> _Row:
         if prompt_tokens == 0:
             raise InputError("empty prompt (0 tokens)", self.path, req.line)
-        return _Row(req.line, req.request_id if req.request_id is not None else str(req.line),
+        return _Row(req.request_id if req.request_id is not None else str(req.line),
                     req.timestamp_s, model, req.session_id, prompt_tokens, req.output_tokens, keys, ids)
 
     def _encoder(self, model: str, line: int) -> Any:
@@ -211,8 +210,9 @@ class _Rows:
 
     def table(self, *, with_tokens: bool) -> pa.Table:
         rows = self.rows
-        # Arrival: the log's timestamps relative to the earliest; a line without one inherits
-        # the previous line's time (0 gap), so a log with none keeps its line order at t=0.
+        # Arrival: the log's timestamps relative to the earliest; a line without one takes the
+        # time of the line before (0 gap; the first known time before any), so a log with no
+        # timestamps keeps its line order at t=0.
         ts = np.zeros(len(rows))
         last = next((r.timestamp_s for r in rows if r.timestamp_s is not None), 0.0)
         for i, r in enumerate(rows):

@@ -150,3 +150,14 @@ def test_blank_lines_and_line_numbers(tmp_path: Path) -> None:
     p = tmp_path / "log.jsonl"
     p.write_text("\n" + json.dumps({"prompt_token_ids": [1]}) + "\n\n" + json.dumps({"tokens": [2]}) + "\n")
     assert ingest(p, Config()).table.column("request_id").to_pylist() == ["2", "4"]
+
+
+def test_missing_timestamps_take_the_line_before(tmp_path: Path) -> None:
+    rows = [{"tokens": [1]}, {"tokens": [2], "timestamp": 10}, {"tokens": [3]},
+            {"tokens": [4], "timestamp": 5}]
+    t = ingest_rows(tmp_path, rows)
+    assert t.table.column("request_id").to_pylist() == ["4", "1", "2", "3"]  # stable sort by time
+    assert t.table.column("arrival_s").to_pylist() == [0.0, 5.0, 5.0, 5.0]
+    t = ingest_rows(tmp_path, [{"tokens": [1]}, {"tokens": [2]}])
+    assert t.table.column("arrival_s").to_pylist() == [0.0, 0.0]
+    assert t.table.column("request_id").to_pylist() == ["1", "2"]
