@@ -7,6 +7,7 @@ consumed, which is the only size known up front.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -33,7 +34,7 @@ class Line:
     obj: dict[str, Any]
 
 
-def _open_text(raw: IO[bytes], path: Path) -> IO[bytes]:
+def _decompressed(raw: IO[bytes]) -> IO[bytes]:
     head = raw.read(4)
     raw.seek(0)
     if head.startswith(_GZIP_MAGIC):
@@ -69,7 +70,7 @@ def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputEr
         raise InputError("is a folder, not a request log", path) from None
     with raw:
         try:
-            stream = io.BufferedReader(_open_text(raw, path))  # type: ignore[arg-type]
+            stream = io.BufferedReader(_decompressed(raw))  # type: ignore[arg-type]
             first = stream.peek(_BINARY_PROBE)[:_BINARY_PROBE]
         except (OSError, EOFError, zstandard.ZstdError) as e:
             raise InputError(f"cannot decompress: {e}", path) from None
@@ -82,6 +83,8 @@ def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputEr
                     now = raw.tell()
                     advance(now - pos)
                     pos = now
+                if number == 1 and line.startswith(codecs.BOM_UTF8):
+                    line = line[len(codecs.BOM_UTF8):]
                 if not line.strip():
                     continue
                 seen_any = True

@@ -161,3 +161,9 @@ def test_missing_timestamps_take_the_line_before(tmp_path: Path) -> None:
     t = ingest_rows(tmp_path, [{"tokens": [1]}, {"tokens": [2]}])
     assert t.table.column("arrival_s").to_pylist() == [0.0, 0.0]
     assert t.table.column("request_id").to_pylist() == ["1", "2"]
+
+
+def test_utf8_bom_and_crlf(tmp_path: Path) -> None:
+    p = tmp_path / "log.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + b'{"tokens": [1, 2]}\r\n{"tokens": [3]}\r\n')
+    assert ingest(p, Config()).table.column("token_ids").to_pylist() == [[1, 2], [3]]
