@@ -1,16 +1,18 @@
 """Request -> prompt token ids, fast on multi-turn logs.
 
 Each request of a chat repeats every earlier turn, so naive tokenizing is quadratic in the
-conversation. ``SegmentEncoder`` renders the chat template to text (cheap), cuts the text at
-the tokenizer's added tokens and tokenizes each distinct piece once, then joins the cached ids.
+conversation. ``RequestEncoder`` renders the chat template to text (cheap); ``SegmentEncoder``
+cuts the text at the tokenizer's added tokens, tokenizes each distinct piece once and joins the
+cached ids.
 
 Why the ids are exactly ``apply_chat_template(tokenize=True)``'s: a fast (Rust) tokenizer first
 splits its input at added tokens that are matched on the raw text (``normalized=False``), then
 normalizes, pre-tokenizes and BPE-encodes each piece on its own; nothing crosses a split. Cutting
 at the same tokens first and encoding the pieces separately is therefore the same computation.
 It stops being the same when an added token strips neighbouring whitespace (``lstrip``/
-``rstrip``) or must stand alone as a word (``single_word``): for such tokenizers ``splittable``
-is false and every request is tokenized whole (still correct, just slower).
+``rstrip``), must stand alone as a word (``single_word``), or when the tokenizer is set to encode
+special tokens as text (``split_special_tokens``): for such tokenizers ``splittable`` is false and
+every request is tokenized whole (still correct, just slower).
 """
 
 from __future__ import annotations
@@ -36,8 +38,11 @@ class SegmentEncoder:
         backend = getattr(tokenizer, "_tokenizer", None)
         self._backend = backend
         added = list(tokenizer.added_tokens_decoder.items()) if backend is not None else []
-        self.splittable = backend is not None and all(
-            not (t.lstrip or t.rstrip or t.single_word) for _, t in added if not t.normalized
+        self.splittable = (
+            backend is not None
+            and not getattr(backend, "encode_special_tokens", False)
+            and not getattr(tokenizer, "split_special_tokens", False)
+            and all(not (t.lstrip or t.rstrip or t.single_word) for _, t in added if not t.normalized)
         )
         raw = sorted({t.content for _, t in added if not t.normalized}, key=len, reverse=True)
         # Leftmost, then longest, as the tokenizer's own added-token matcher.

@@ -131,6 +131,16 @@ def test_stripping_added_token_falls_back_to_whole_text() -> None:
     assert SegmentEncoder(TOK).splittable
 
 
+def test_special_tokens_encoded_as_text_fall_back() -> None:
+    tok = PreTrainedTokenizerFast.from_pretrained(str(default_tokenizer_dir()))
+    tok._tokenizer.encode_special_tokens = True
+    seg = SegmentEncoder(tok)
+    assert not seg.splittable
+    text = "<|im_start|>user\nhi<|im_end|>"
+    assert seg.encode(text).tolist() == tok._tokenizer.encode(text, add_special_tokens=False).ids
+    assert 151644 not in seg.encode(text).tolist()
+
+
 @pytest.mark.parametrize("prompt", ["Hello world", "", "<|im_start|>user\nhi"])
 def test_completion_prompt(prompt: str) -> None:
     got = ENCODER.encode(RawRequest(line=1, prompt=prompt)).tolist()
