@@ -89,7 +89,9 @@ def test_same_ids_as_tiktoken(text: str) -> None:
     """The converted BPE equals the original tiktoken ranks with Qwen2's split (NFC first)."""
     assume(not any(content in text for content, _ in tk.QWEN25_ADDED_TOKENS))  # plain text only
     ref = _tiktoken().encode_ordinary(unicodedata.normalize("NFC", text))
-    assert get_tokenizer(QWEN)._tokenizer.encode(text, add_special_tokens=False).ids == ref
+    backend = get_tokenizer(QWEN)._tokenizer
+    assert backend.encode(text, add_special_tokens=False).ids == ref
+    assert backend.decode(ref) == unicodedata.normalize("NFC", text)  # the byte-level decoder round-trips
 
 
 def test_default_dir_is_a_tokenizer_folder() -> None:
