@@ -122,12 +122,15 @@ def _timeline(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     largest = max(blocks, key=lambda c: (max(spread.get(c, [0])) - min(spread.get(c, [0])), blocks[c]))
     fig, ax = plt.subplots(figsize=(10, 4.5))
     arrival = table.column("arrival_s").to_numpy()
-    span = float(arrival.max() - arrival.min()) if len(arrival) else 0.0
-    edges = np.linspace(float(arrival.min()), float(arrival.min()) + max(span, 1e-9), _TIME_BINS + 1)
+    # A log without timestamps has every arrival at 0: plot against arrival order instead.
+    xcol = "arrival_s" if len(arrival) and arrival.max() > arrival.min() else "row"
+    x = table.column(xcol).to_numpy().astype(np.float64)
+    lo, span = (float(x.min()), float(x.max() - x.min())) if len(x) else (0.0, 0.0)
+    edges = np.linspace(lo, lo + max(span, 1e-9), _TIME_BINS + 1)
     for i, pol in enumerate(result.policies):
         sub = table.filter(pc.and_(pc.equal(table.column("policy"), pol),
                                    pc.equal(table.column("capacity"), largest)))
-        t = sub.column("arrival_s").to_numpy()
+        t = sub.column(xcol).to_numpy().astype(np.float64)
         idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, _TIME_BINS - 1)
         cached = np.bincount(idx, weights=sub.column("cached_tokens").to_numpy(), minlength=_TIME_BINS)
         prompt = np.bincount(idx, weights=sub.column("prompt_tokens").to_numpy(), minlength=_TIME_BINS)
@@ -135,7 +138,8 @@ def _timeline(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
         mids = (edges[:-1] + edges[1:]) / 2
         style = "--" if pol == "belady" else "-"
         ax.plot(mids, rate, style, color="black" if pol == "belady" else _color(pol, i), label=pol)
-    ax.set_xlabel("trace time (s since the first request)")
+    ax.set_xlabel("trace time (s since the first request)" if xcol == "arrival_s" else
+                  "request (arrival order; the log has no timestamps)")
     ax.set_ylabel("token hit rate (%)")
     ax.grid(alpha=0.3)
     ax.legend(title="policy")
