@@ -28,7 +28,8 @@ app = typer.Typer(
 TraceArg = Annotated[Path, typer.Argument(help="request log (JSONL, .gz/.zst) or an ingested Parquet trace",
                                           show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default ./config.yaml)")]
-OutputDirOpt = Annotated[Path | None, typer.Option("--output", "-o", help="report folder (default reports/<run>)")]
+OutputDirOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="report folder (default reports/<run>)")]
 FormatOpt = Annotated[str | None, typer.Option("--format", help="log format; auto-detected per file")]
 SkipInvalidOpt = Annotated[bool, typer.Option("--skip-invalid", help="skip malformed lines, count them")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="re-ingest even if a cached trace exists")]

@@ -48,7 +48,7 @@ class KVGeometry(_Strict):
     head_dim: int = Field(gt=0)
     dtype_bytes: int = Field(default=2, gt=0, description="2 for fp16/bf16, 1 for fp8")
     hidden: int | None = Field(default=None, gt=0, description="hidden size, for the attention FLOP term")
-    params: float | None = Field(default=None, gt=0, description="parameter count, for the 2·params FLOP term")
+    params: float | None = Field(default=None, gt=0, description="parameter count (2·params FLOP term)")
 
     @property
     def kv_bytes_per_token(self) -> int:
