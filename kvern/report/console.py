@@ -52,8 +52,10 @@ class Output:
         self.err.print(f"[yellow]warning:[/] {message}", highlight=False)
 
     def error(self, message: str) -> None:
+        # soft_wrap=False: a soft-wrapping console crops panel content instead of wrapping it,
+        # and a file:line message must never lose its end.
         self.err.print(Panel(message, title="kvern: error", title_align="left", border_style="red"),
-                       highlight=False)
+                       highlight=False, soft_wrap=False)
 
     # -- results (stdout) --------------------------------------------------------------
     def result(self, renderable: RenderableType, data: Any = None) -> None:
