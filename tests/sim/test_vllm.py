@@ -83,3 +83,16 @@ def test_every_policy_respects_the_pool_and_last_token(reqs: list, policy: str, 
 def test_an_unbounded_pool_hits_the_capped_leading_run(reqs: list) -> None:
     res = simulate(make_stream(reqs, BS), "lru", 10_000, "vllm")
     assert as_list(res.cached_tokens) == capped_infinite(reqs, BS)
+
+
+@settings(max_examples=150, deadline=None)
+@given(requests(), st.integers(1, 12))
+def test_lru_free_queue_equals_the_policy_generic_heap_engine(reqs: list, capacity: int) -> None:
+    stream = make_stream(reqs, BS)
+    queue = get_profile("vllm").simulate(stream, make_policy("lru"), capacity)
+    generic = get_profile("vllm")
+    generic.lru_queue = False
+    heap = generic.simulate(stream, make_policy("lru"), capacity)
+    assert as_list(queue.cached_tokens) == as_list(heap.cached_tokens)
+    assert as_list(queue.unschedulable) == as_list(heap.unschedulable)
+    assert queue.evicted_blocks == heap.evicted_blocks

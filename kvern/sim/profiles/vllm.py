@@ -27,6 +27,10 @@ What it reproduces, from vllm-project/vllm ``vllm/v1/core/`` (the version with
   first) and appends the cached ones to its tail, so the queue is always
   ``[fresh blocks…, cached blocks in LRU order, tail blocks before their parents]``.
 
+``lru`` runs on a port of the free queue itself (a doubly linked list over the slots, O(1) per
+block); the other policies on the generic engine below, which ``lru`` also runs identically
+(tested).
+
 The model is sequential (one request runs, generating one token, then the next arrives), as
 in DESIGN.md §3; decode-time blocks are not modelled. The admission watermark
 (``KVCacheManager(watermark=…)``, default 0.0) is taken as 0, and chunked prefill does not
@@ -62,11 +66,16 @@ _HN, _FRESH, _EVICTED, _ROUNDS = 0, 1, 2, 3
 class VLLM(Profile):
     name = "vllm"
     summary = "vLLM v1 BlockPool: full blocks, last token recomputed, no dedup"
+    lru_queue: bool = True
+    """LRU runs on vLLM's own structure, the doubly linked free queue (O(1) per block); tests
+    turn this off to check it against the policy-generic heap engine."""
 
     def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
                  advance: Advance | None = None) -> SimResult:
         cap = int(capacity_blocks)
         assert cap >= 1, "capacity must be at least one block"
+        if self.lru_queue and policy.name == "lru":
+            return self._lru(stream, policy, cap, advance)
         num_req, num_unique = stream.num_requests, stream.num_unique
         st = policy.state(PolicyContext(stream, cap))
         lengths = np.diff(stream.req_offsets)
@@ -105,6 +114,118 @@ class VLLM(Profile):
             capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
             unschedulable=unschedulable.astype(bool), evicted_blocks=int(counters[_EVICTED]),
         )
+
+
+    def _lru(self, stream: BlockStream, policy: Policy, cap: int, advance: Advance | None) -> SimResult:
+        num_req, num_unique = stream.num_requests, stream.num_unique
+        lengths = np.diff(stream.req_offsets)
+        slot_key = np.full(cap, -1, dtype=np.int64)
+        qnext = np.empty(cap + 2, dtype=np.int64)  # the free queue; sentinels: head = cap, tail = cap + 1
+        qprev = np.empty(cap + 2, dtype=np.int64)
+        order = np.arange(cap, dtype=np.int64)
+        qnext[:cap], qprev[:cap] = order + 1, order - 1
+        qprev[0], qnext[cap - 1] = cap, cap + 1
+        qnext[cap], qprev[cap + 1] = 0, cap - 1
+        qprev[cap], qnext[cap + 1] = -1, -1
+        head = np.full(num_unique, -1, dtype=np.int64)
+        tail = np.full(num_unique, -1, dtype=np.int64)
+        ncopies = np.zeros(num_unique, dtype=np.int32)
+        nxt = np.full(cap, -1, dtype=np.int64)
+        prv = np.full(cap, -1, dtype=np.int64)
+        held = np.zeros(max(int(lengths.max()) if num_req else 1, 1), dtype=np.int64)
+        counters = np.zeros(1, dtype=np.int64)
+        cached = np.zeros(num_req, dtype=np.int64)
+        unschedulable = np.zeros(num_req, dtype=np.uint8)
+        ids = stream.block_ids.astype(np.int64)
+        prompt = stream.prompt_tokens.astype(np.int64)
+        for r0 in range(0, num_req, CHUNK):
+            r1 = min(num_req, r0 + CHUNK)
+            _vllm_queue_chunk(r0, r1, stream.req_offsets, ids, prompt, stream.block_size, cap, slot_key,
+                              qnext, qprev, head, tail, ncopies, nxt, prv, held, counters, cached,
+                              unschedulable)
+            if advance is not None:
+                advance(r1 - r0)
+        self.final_slots = slot_key
+        return SimResult(
+            model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
+            capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
+            unschedulable=unschedulable.astype(bool), evicted_blocks=int(counters[0]),
+        )
+
+
+@numba.njit(cache=True, inline="always")
+def _q_remove(s, qnext, qprev):  # type: ignore[no-untyped-def]
+    qnext[qprev[s]] = qnext[s]
+    qprev[qnext[s]] = qprev[s]
+
+
+@numba.njit(cache=True, inline="always")
+def _q_insert_after(p, s, qnext, qprev):  # type: ignore[no-untyped-def]
+    qnext[s] = qnext[p]
+    qprev[s] = p
+    qprev[qnext[p]] = s
+    qnext[p] = s
+
+
+@numba.njit(cache=True)
+def _vllm_queue_chunk(r0, r1, offs, ids, prompt, bs, cap, slot_key, qnext, qprev, head, tail,  # type: ignore[no-untyped-def]
+                      ncopies, nxt, prv, held, counters, cached, unschedulable):
+    """LRU exactly as ``BlockPool``: ``touch`` removes, ``get_new_blocks`` pops the head,
+    ``free_blocks`` prepends blocks without a hash and appends cached ones in the order given."""
+    q_head, q_tail = cap, cap + 1
+    for r in range(r0, r1):
+        lo, hi = offs[r], offs[r + 1]
+        n = hi - lo
+        if n > cap:
+            unschedulable[r] = 1
+            continue
+        p_tokens = prompt[r]
+        max_hit = (p_tokens - 1) // bs
+        full = p_tokens // bs
+        k = 0
+        while k < max_hit and ncopies[ids[lo + k]] > 0:
+            s = head[ids[lo + k]]
+            _q_remove(s, qnext, qprev)
+            held[k] = s
+            k += 1
+        cached[r] = k * bs
+        for j in range(k, n):
+            s = qnext[q_head]
+            assert s != q_tail, "free queue empty although the request fits the pool"
+            _q_remove(s, qnext, qprev)
+            key = slot_key[s]
+            if key >= 0:  # _maybe_evict_cached_block
+                if prv[s] >= 0:
+                    nxt[prv[s]] = nxt[s]
+                else:
+                    head[key] = nxt[s]
+                if nxt[s] >= 0:
+                    prv[nxt[s]] = prv[s]
+                else:
+                    tail[key] = prv[s]
+                nxt[s] = -1
+                prv[s] = -1
+                ncopies[key] -= 1
+                slot_key[s] = -1
+                counters[0] += 1
+            held[j] = s
+        for j in range(k, full):
+            s = held[j]
+            key = ids[lo + j]
+            slot_key[s] = key
+            if ncopies[key] == 0:
+                head[key] = s
+            else:
+                prv[s] = tail[key]
+                nxt[tail[key]] = s
+            tail[key] = s
+            ncopies[key] += 1
+        for j in range(n - 1, -1, -1):
+            s = held[j]
+            if slot_key[s] < 0:
+                _q_insert_after(q_head, s, qnext, qprev)
+            else:
+                _q_insert_after(qprev[q_tail], s, qnext, qprev)
 
 
 @numba.njit(cache=True, inline="always")
