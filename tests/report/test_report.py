@@ -132,3 +132,18 @@ def test_replay_json_and_bad_capacity(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["replay", str(log), "--capacity", "8 parsecs", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_param_flags() -> None:
+    from kvern.report.runner import parse_params
+
+    assert parse_params(["lfu.half_life=50", "cost.attn_ratio=1e-4"]) == {
+        "lfu": {"half_life": "50"}, "cost": {"attn_ratio": "1e-4"}}
+    with pytest.raises(UsageError, match=r"expected POLICY\.KEY=VALUE"):
+        parse_params(["lfu.half_life"])
+    with pytest.raises(UsageError, match="unknown policies: lrfu"):
+        run_simulation(two_model_trace(), Config(), policies="lru", capacities="10", profile="ideal",
+                       params={"lrfu": {"x": 1}})
+    with pytest.raises(UsageError, match=r"unknown parameter 'decay' \(valid: half_life\)"):
+        run_simulation(two_model_trace(), Config(), policies="lfu", capacities="10", profile="ideal",
+                       params={"lfu": {"decay": 1}})
