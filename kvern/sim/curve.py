@@ -17,7 +17,8 @@ Why it works for prefix caching (DESIGN.md §3–4, the ``ideal`` block-level mo
 Distances are counts of live marks over access times, one mark at each block's latest touch
 (see the kernel below: O(1) to move a mark, a short count where a prefix's run of blocks
 starts). Time slots are renumbered (compacted) when they run out, so the state is O(unique
-blocks), not O(accesses): about 15 bytes per unique block plus four histograms of 8 bytes.
+blocks), not O(accesses): at most 24 bytes per unique block (4 for the last touch, 5 per time
+slot, 4 slots per block) plus four histograms of 8 bytes.
 
 The last-token cap (``cached ≤ prompt_tokens − 1``) only changes what a request counts, not
 what the cache holds, so it applies per request here exactly as in the simulation.
@@ -248,7 +249,10 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
     max_len = 0
     for r in range(num_req):
         max_len = max(max_len, offsets[r + 1] - offsets[r])
-    slots = max(2 * num_unique, num_unique + max_len) + 1
+    # Time slots: compaction costs O(live blocks) and happens every (slots - live) accesses, so
+    # 4 slots per unique block keep it to a third of the accesses' cost at 5 bytes per slot;
+    # a short stream never compacts. After a compaction a whole request must still fit.
+    slots = max(min(4 * num_unique, len(ids)), num_unique + max_len) + 1
     marks = np.zeros(slots, np.int8)
     c1 = np.zeros((slots >> _L1) + 1, np.int32)
     c2 = np.zeros((slots >> _L2) + 1, np.int32)
@@ -281,16 +285,22 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
             run_max = max(run_max, d)
             dist[j] = run_max
             found += 1
+        # What the request gains when the capacity reaches each block's distance. Tokens are
+        # kept as a correction to block_size per found block: only a request's last block (or
+        # the last-token cap) gains anything else, so most blocks write one counter, not two.
         p = prompt[r]
         cap = p - 1 if last_token_rule else p
+        inv_p = 1.0 / p if p > 0 else 0.0
         prev = 0
         for j in range(found):
             d = dist[j]
             h_blocks[d] += 1
             tok = min(p if j + 1 == n else (j + 1) * block_size, p, cap)
-            if tok > prev:
-                h_tokens[d] += tok - prev
-                h_ratio[d] += (tok - prev) / p
+            gain = tok - prev if tok > prev else 0
+            if gain != block_size:
+                h_tokens[d] += gain - block_size
+            if gain > 0:
+                h_ratio[d] += gain * inv_p
                 if prev == 0:
                     h_requests[d] += 1
                 prev = tok
@@ -311,3 +321,5 @@ def _stack_distances(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, b
         h_requests[c] += h_requests[c - 1]
         h_ratio[c] += h_ratio[c - 1]
         h_blocks[c] += h_blocks[c - 1]
+    for c in range(num_unique + 1):
+        h_tokens[c] += block_size * h_blocks[c]
