@@ -12,7 +12,6 @@ a byte capacity needs ``models.<name>.geometry`` in the config.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -116,10 +115,3 @@ def capacity_blocks(specs: list[CapacitySpec], cfg: Config, model: str, block_si
     per_token = None if geometry is None else geometry.kv_bytes_per_token
     return [spec.blocks(block_size, per_token, model) for spec in specs]
 
-
-def human_bytes(n: float) -> str:
-    if n <= 0:
-        return "0 B"
-    units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    i = min(int(math.log(n, 1024)), len(units) - 1)
-    return f"{n / 1024**i:.1f} {units[i]}"
