@@ -85,3 +85,23 @@ def test_unknown_parameter_fails_listing_the_valid_ones() -> None:
 def test_params_become_part_of_the_display_name() -> None:
     assert make_policy("lru").display_name == "lru"
     assert make_policy("lfu", {"half_life": "50"}).display_name == "lfu(half_life=50)"
+
+
+def test_python_engine_hooks_give_the_compiled_priorities() -> None:
+    # The slow path a Python engine uses: bind once, then touch / on_evict.
+    from kvern.sim.policies import PolicyContext
+
+    stream = make_stream([aligned("AB", BS), aligned("A", BS)], BS)
+    lfu = make_policy("lfu")
+    lfu.bind(PolicyContext(stream, stream.num_unique))
+    assert lfu.touch(0, 0, 0, 0, True) == (1.0, 0.0)
+    assert lfu.touch(0, 0, 1, 2, False) == (2.0, 1.0)
+    cost = make_policy("cost", {"attn_ratio": 1})
+    cost.bind(PolicyContext(stream, stream.num_unique))
+    assert cost.touch(1, 1, 0, 1, True) == (155.0, 0.0)  # 10 tokens at depth 1: 10 + 100 + 45
+    cost.on_evict(1, (155.0, 0.0))
+    assert cost.touch(0, 0, 1, 2, True) == (155.0 + 55.0, 0.0)  # aged by L = 155
+    belady = make_policy("belady")
+    belady.bind(PolicyContext(stream, stream.num_unique))
+    assert belady.touch(0, 0, 0, 0, True) == (-1.0, 0.0)  # A is next used at request 1
+    assert belady.touch(1, 1, 0, 1, True) == (-2.0, 0.0)  # B never again (= number of requests)
