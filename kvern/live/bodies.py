@@ -92,7 +92,8 @@ def build_requests(trace: Trace, source: Path | None, *, default_max_tokens: int
                    served_model: str | None = None, out: Output = NULL_OUTPUT) -> list[LiveRequest]:
     """One request per trace row, in trace (arrival) order."""
     table = trace.table
-    chats = chat_bodies(source, out) if source is not None and not is_parquet(source) else {}
+    has_chat = OpenAIChatReader.name in trace.meta.format.split("+")
+    chats = chat_bodies(source, out) if has_chat and source is not None and not is_parquet(source) else {}
     ids = table.column("request_id").to_pylist()
     models = table.column("model").to_pylist()
     sessions = table.column("session_id").to_pylist()

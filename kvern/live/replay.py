@@ -74,18 +74,18 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     backend = opts.backend.rstrip("/")
     if urlsplit(backend).scheme not in ("http", "https"):
         raise UsageError(f"--backend {public_url(backend)}: expected an http:// or https:// URL")
-    if opts.max_requests is not None and opts.max_requests < 1:
-        raise UsageError("--max-requests must be at least 1")
+    _check(opts)
     pacing = pacing_from_flags(opts.speedup, opts.rate, opts.concurrency)
-    retry = RetryPolicy(timeout_s=opts.timeout_s or cfg.live.timeout_s,
+    retry = RetryPolicy(timeout_s=cfg.live.timeout_s if opts.timeout_s is None else opts.timeout_s,
                         retries=cfg.live.retries if opts.retries is None else opts.retries,
                         backoff_s=cfg.live.backoff_s)
-    if retry.retries < 0 or retry.timeout_s <= 0:
-        raise UsageError("--retries must be ≥ 0 and --timeout > 0")
     api_key = opts.api_key or os.environ.get(cfg.live.api_key_env) or None
 
     trace = load_trace(trace_path, cfg, fmt=opts.fmt, skip_invalid=opts.skip_invalid,
                        no_cache=opts.no_cache, model=opts.model, out=out)
+    if trace.meta.normalized:
+        out.warn("the trace was normalized: the server sees the logged text, so gaps may be "
+                 "normalization rather than cache behaviour")
     requests = build_requests(trace, trace_path, default_max_tokens=cfg.live.default_max_tokens,
                               served_model=opts.served_model, out=out)[: opts.max_requests]
     arrival = trace.table.column("arrival_s").to_numpy()[: len(requests)]
@@ -110,6 +110,24 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     if run.partial:
         raise BackendError(f"{run.stop_reason}: {done}")
     return report
+
+
+def _check(opts: LiveOptions) -> None:
+    """Fail on bad flags before anything is sent (the profile, policy and capacity included)."""
+    from kvern.sim.policies import make_policy
+    from kvern.sim.profiles import get_profile
+
+    for flag, value, low in (("--max-requests", opts.max_requests, 1), ("--retries", opts.retries, 0)):
+        if value is not None and value < low:
+            raise UsageError(f"{flag} must be at least {low}")
+    for flag, seconds in (("--timeout", opts.timeout_s), ("--duration", opts.duration_s)):
+        if seconds is not None and not seconds > 0:
+            raise UsageError(f"{flag} must be greater than 0 seconds")
+    get_profile(opts.profile)
+    if opts.profile != "llamacpp":
+        make_policy(opts.policy)
+        if opts.capacity is not None:
+            parse_capacity(opts.capacity)
 
 
 def _finish(trace: Any, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,

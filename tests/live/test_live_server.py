@@ -164,3 +164,16 @@ def test_speedup_follows_the_log_timestamps(llama_server, tmp_path: Path) -> Non
     assert live.column("scheduled_s").to_pylist() == [0.0, 0.05, 0.1, 0.15]
     sent = live.column("sent_s").to_pylist()
     assert all(s >= sched for s, sched in zip(sent, [0.0, 0.05, 0.1, 0.15], strict=True))
+
+
+def test_duration_stops_sending_and_is_not_partial(llama_server, tmp_path: Path) -> None:
+    server = llama_server()
+    prompts, outputs = shared_prefix_prompts(seed=6, n=4)
+    trace = token_trace(tmp_path / "t.parquet", prompts, outputs)  # arrivals 0, 1, 2, 3 s
+    opts = LiveOptions(backend=server.url, output_dir=tmp_path / "o", speedup=1.0, duration_s=1.5,
+                       profile="llamacpp", served_model=SERVED_MODEL)
+    summary = run_live(trace, Config(), opts).summary
+    live, meta = read_live(tmp_path / "o" / "live.parquet")
+    assert live.column("row").to_pylist() == [0, 1]  # the request due at 2 s is past --duration
+    assert meta["partial"] is False and meta["stop_reason"] == "duration"
+    assert summary["agreed"] == 2

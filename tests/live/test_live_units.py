@@ -155,3 +155,21 @@ def test_overlaps() -> None:
 def test_gap_causes(obs: int, pred: int, prompt: int, server: int, retries: int, overlap: bool, bs: int,
                     cause: str) -> None:
     assert _cause(obs, pred, prompt, server, retries, overlap, bs).startswith(cause)
+
+
+@pytest.mark.parametrize(("kw", "flag"), [
+    ({"max_requests": 0}, "--max-requests"), ({"retries": -1}, "--retries"),
+    ({"timeout_s": 0.0}, "--timeout"),
+    ({"duration_s": -1.0}, "--duration"), ({"profile": "nope"}, "--profile"),
+    ({"profile": "vllm", "policy": "nope"}, "--policy"), ({"backend": "ftp://x"}, "--backend"),
+    ({"rate": "5", "speedup": 2.0}, "--speedup"),
+])
+def test_bad_live_flags_fail_before_anything_is_sent(tmp_path: Path, kw: dict, flag: str) -> None:
+    from kvern.config import Config
+    from kvern.errors import UsageError
+    from kvern.live.replay import LiveOptions, run_live
+
+    opts = LiveOptions(**{"backend": "http://127.0.0.1:9", "output_dir": tmp_path / "o", **kw})
+    with pytest.raises(UsageError, match=flag):
+        run_live(tmp_path / "missing.jsonl", Config(), opts)
+    assert not (tmp_path / "o").exists()
