@@ -41,6 +41,9 @@ def test_llamacpp_profile_predicts_every_request(llama_server, tmp_path: Path, s
     assert summary["compared"] == 60
     assert summary["agreed"] == 60, summary["gap_causes"]
     assert summary["observed_cached_tokens"] > 0
+    # llama-server's own counters (--metrics) tell the same story over the run.
+    assert summary["server_metrics_engine"] == "llamacpp"
+    assert summary["server_token_hit_rate"] == pytest.approx(summary["observed_token_hit_rate"])
 
     # The test has teeth: a model without the host cache, or with the wrong slot count, misses.
     live, _ = read_live(tmp_path / "o" / "live.parquet")
