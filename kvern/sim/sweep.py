@@ -24,7 +24,7 @@ from kvern.ingest.trace import Trace
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.curve import LRUCurve, lru_curve
-from kvern.sim.policies import parse_policy_list
+from kvern.sim.policies import make_policy, parse_policy_list
 from kvern.sim.profiles import get_profile
 from kvern.sim.result import SimResult
 from kvern.sim.run import policy_params
@@ -140,7 +140,8 @@ class SweepResult:
 
     @property
     def exact_lru(self) -> bool:
-        return self.profile in CURVE_PROFILES
+        """LRU came from the one-pass curve (an exact profile, and LRU among the policies)."""
+        return any(m.curve is not None for m in self.models)
 
 
 def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profile: str,
@@ -164,7 +165,8 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
     streams = block_streams(trace)
     specs = None if capacity is None else parse_capacity(capacity, points)
     exact = profile in CURVE_PROFILES
-    if not exact:
+    use_curve = exact and "lru" in names
+    if not exact and "lru" in names:
         out.info(f"LRU is simulated at {points} capacities, not drawn exactly: under --profile {profile}, "
                  f"{WHY_NO_CURVE.get(profile, 'its cache is not a recency stack of blocks')}.")
 
@@ -175,24 +177,25 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
         plans[model] = caps
         for name in names:
             merged = policy_params(name, cfg, model, params)
-            if not (exact and name == "lru"):
+            make_policy(name, merged)  # unknown parameters fail here, even for the curve
+            if not (use_curve and name == "lru"):
                 tasks.extend((model, name, c, merged) for c in caps)
-        if not exact:  # the achievable rate: LRU with room for every block ever allocated
+        if not use_curve:  # the achievable rate: LRU with room for every block ever allocated
             tasks.append((model, "lru", len(stream.block_ids) + 1, policy_params("lru", cfg, model, params)))
 
     results = _run_parallel(tasks, streams, profile, jobs, out)
     by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True)}
-    models = []
-    with out.progress("one-pass LRU curves", len(streams) if exact else 0) as advance:
-        for model, stream in streams.items():
-            curve = None
-            if exact:
-                curve = lru_curve(stream, last_token_rule=get_profile(profile).last_token_rule)
+    curves: dict[str, LRUCurve | None] = dict.fromkeys(streams)
+    if use_curve:
+        with out.progress("one-pass LRU curve", len(streams)) as advance:
+            for model, stream in streams.items():
+                curves[model] = lru_curve(stream, last_token_rule=get_profile(profile).last_token_rule)
                 advance(1)
-            models.append(_model_sweep(cfg, stream, names, plans[model], by_task, curve, profile))
+    models = [_model_sweep(cfg, stream, names, plans[model], by_task, curves[model])
+              for model, stream in streams.items()]
     settings = {
         "trace": trace.meta.source, "profile": profile, "policies": names,
-        "capacity": capacity, "points": points, "exact_lru_curve": exact,
+        "capacity": capacity, "points": points, "exact_lru_curve": use_curve,
         "block_size": trace.meta.block_size, "models": list(streams),
         "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
     }
@@ -259,8 +262,7 @@ def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Ma
 # -- per model: points and answers -----------------------------------------------------------------
 
 def _model_sweep(cfg: Config, stream: BlockStream, names: list[str], caps: list[int],
-                 by_task: Mapping[tuple[str, str, int], SimResult], curve: LRUCurve | None,
-                 profile: str) -> ModelSweep:
+                 by_task: Mapping[tuple[str, str, int], SimResult], curve: LRUCurve | None) -> ModelSweep:
     model = stream.model
     geometry = cfg.model(model).geometry
     per_token = None if geometry is None else geometry.kv_bytes_per_token

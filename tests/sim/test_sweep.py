@@ -171,12 +171,27 @@ def test_curve_table_is_lossless(tmp_path) -> None:  # type: ignore[no-untyped-d
     assert names == ["lru_curve.parquet", "sweep.json", "sweep.parquet", "sweep.png"]
 
 
+def test_without_lru_the_achievable_rate_still_equals_the_curves_end() -> None:
+    result = run_sweep(make_trace(HAND, BS), _cfg(), policies="belady", profile="ideal", capacity="1:4",
+                       points=4, jobs=1)
+    (m,) = result.models
+    assert m.curve is None and not result.exact_lru
+    assert m.achievable_tokens == int(lru_curve(make_stream(HAND, BS)).cached_tokens[-1]) == 32
+    # Belady: C=2 keeps the shared prefix 1,2 (24 tokens); C=3 keeps 3 for r2, not 4 (used
+    # later), so r1, r2, r3 find 8 + 12 + 8 = 28; C=4 keeps everything (32).
+    # Targets 16, 26, 29, 31 tokens -> 2, 3, 4, 4 blocks.
+    assert [a.capacity_blocks for a in m.answers] == [2, 3, 4, 4]
+    assert [p.cached_tokens for p in m.points] == [12, 24, 28, 32]
+
+
 def test_bad_sweep_settings() -> None:
     trace = make_trace(HAND, BS)
     with pytest.raises(UsageError, match="--points"):
         run_sweep(trace, _cfg(), policies="lru", profile="ideal", points=1)
     with pytest.raises(UsageError, match="policy"):
         run_sweep(trace, _cfg(), policies="nope", profile="ideal")
+    with pytest.raises(UsageError, match="unknown parameter"):
+        run_sweep(trace, _cfg(), policies="lru", profile="ideal", params={"lru": {"x": 1}})
     with pytest.raises(UsageError, match="--jobs"):
         run_sweep(trace, _cfg(), policies="lru,fifo", profile="ideal", capacity="1:4", jobs=0)
 
