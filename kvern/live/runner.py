@@ -71,6 +71,9 @@ def replay(requests: list[LiveRequest], offsets: list[float | None], settings: L
     except KeyboardInterrupt:
         run.stop_reason = "interrupted"
         raise
+    except BaseException as e:  # a bug or an OS error: keep what finished, marked partial
+        run.stop_reason = f"aborted by {type(e).__name__}"
+        raise
     finally:
         run.wall_s = time.perf_counter() - t_start
         sink.flush(partial=run.partial, stop_reason=run.stop_reason)
