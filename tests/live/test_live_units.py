@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kvern.errors import InputError
 from kvern.live.bodies import CHAT_PATH, chat_bodies, synthetic_prompt
@@ -173,3 +175,23 @@ def test_bad_live_flags_fail_before_anything_is_sent(tmp_path: Path, kw: dict, f
     with pytest.raises(UsageError, match=flag):
         run_live(tmp_path / "missing.jsonl", Config(), opts)
     assert not (tmp_path / "o").exists()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.one_of(st.none(), st.integers(0, 10_000)),
+                          st.one_of(st.none(), st.floats(0, 10, allow_nan=False)), st.integers(0, 3)),
+                max_size=30))
+def test_sink_round_trip(tmp_path_factory: pytest.TempPathFactory, rows: list) -> None:
+    """Whatever finishes, in whatever order, reads back from live.parquet unchanged, in row order."""
+    path = tmp_path_factory.mktemp("sink") / "live.parquet"
+    sink = LiveSink(path, {})
+    results = [result(i, ok=ok, cached_tokens=cached, ttft_s=ttft, retries=retries,
+                      error=None if ok else "x") for i, (ok, cached, ttft, retries) in enumerate(rows)]
+    for r in reversed(results):
+        sink.add(r)
+    sink.flush(partial=False)
+    table, meta = read_live(path)
+    assert meta["requests_done"] == len(rows)
+    back = table.to_pylist()
+    for r, got in zip(results, back, strict=True):
+        assert {k: getattr(r, k) for k in LIVE_SCHEMA.names} == got
