@@ -195,11 +195,16 @@ def _plot_model(ax: Any, result: SweepResult, m: ModelSweep) -> None:
             ax.plot(xs, ys, "o-", ms=4, color=colors.get(name, f"C{i + 4}"), label=name)
     ax.axhline(m.achievable_rate * 100, color="grey", ls=":", lw=1.5,
                label=f"infinite cache ({m.achievable_rate:.1%})")
+    headline = _headline_policy(result)
+    reached = {p.capacity_blocks: p.cached_tokens for p in m.points if p.policy == headline}
     for a in m.answers:
-        if a.policy == _headline_policy(result) and a.capacity_blocks:
-            ax.plot([a.capacity_blocks], [a.target_tokens * scale], "v", color="black", ms=6)
-            ax.annotate(f"{a.percent}%", (a.capacity_blocks, a.target_tokens * scale),
-                        textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+        if a.policy == headline and a.capacity_blocks:
+            # On the line: the curve's value at the answer (at least the target).
+            y = (m.curve.cached_tokens[min(a.capacity_blocks, m.curve.num_unique)]
+                 if m.curve is not None and headline == "lru" else reached[a.capacity_blocks]) * scale
+            ax.plot([a.capacity_blocks], [y], "v", color="black", ms=6)
+            ax.annotate(f"{a.percent}%", (a.capacity_blocks, y), textcoords="offset points",
+                        xytext=(0, 7), ha="center", fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"capacity (blocks of {m.block_size} tokens, log scale)")
     ax.set_ylabel("token hit rate (%)")
@@ -210,7 +215,7 @@ def _plot_model(ax: Any, result: SweepResult, m: ModelSweep) -> None:
         top = ax.secondary_xaxis("top", functions=(lambda b: b * per_block, lambda g: g / per_block))
         top.set_xlabel("KV memory (GiB)")
     ax.legend(loc="lower right", fontsize=9)
-    note = "▼ capacity for 50/80/90/95% of the achievable rate"
+    note = f"▼ {headline}: smallest capacity reaching 50/80/90/95% of the achievable rate"
     ax.set_title(f"Hit rate against capacity — {result.trace_name or 'trace'} · {m.model} · "
                  f"profile {result.profile}\n{note}", fontsize=10)
 
