@@ -9,7 +9,7 @@ bin="$cache/bin/llama-server"
 if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-python -m pip download --quiet --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$version" >&2
+"${PYTHON:-python3}" -m pip download --quiet --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$version" >&2
 tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
 src=$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)
 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
