@@ -6,7 +6,8 @@ Why it works for prefix caching (DESIGN.md §3–4, the ``ideal`` block-level mo
   its extensions. The least recently used block therefore never has a cached child: plain LRU
   over the flattened block stream already evicts only leaves, and prefix closure holds.
 * After every request the cache holds exactly the ``min(C, seen)`` most recent blocks (the
-  request is admitted whole, then the least recent go until at most ``C`` remain). A block is
+  request's leading ``min(n, C)`` blocks are admitted, then the least recent go until at most
+  ``C`` remain). A block is
   present at a request's arrival iff its *stack distance* — the number of distinct blocks
   touched since its own last touch, itself included, counted before the request touches
   anything — is ≤ ``C``. This holds for every ``C`` at once, the inclusion property.
@@ -15,10 +16,11 @@ Why it works for prefix caching (DESIGN.md §3–4, the ``ideal`` block-level mo
   histograms indexed by distance and a cumulative sum gives every capacity.
 
 Distances are counts of live marks over access times, one mark at each block's latest touch
-(see the kernel below: O(1) to move a mark, a short count where a prefix's run of blocks
-starts). Time slots are renumbered (compacted) when they run out, so the state is O(unique
-blocks), not O(accesses): at most 24 bytes per unique block (4 for the last touch, 5 per time
-slot, 4 slots per block) plus four histograms of 8 bytes.
+(see the kernel below: O(1) to move a mark, a count of at most 63 entries per level of 64
+where a prefix's run of blocks starts, so O(blocks · log unique) at worst, as a Fenwick tree,
+and close to O(blocks) on real traces). Time slots are renumbered (compacted) when they run
+out, so the state is O(unique blocks), not O(accesses): at most 24 bytes per unique block (4
+for the last touch, 5 per time slot, 4 slots per block) plus four histograms of 8 bytes.
 
 The last-token cap (``cached ≤ prompt_tokens − 1``) only changes what a request counts, not
 what the cache holds, so it applies per request here exactly as in the simulation.
