@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from kvern.sim.run import RunResult
@@ -28,9 +29,14 @@ def summary_renderable(result: RunResult) -> Table:
     """Rows grouped by capacity; ★ marks the best online policy, Belady (the ceiling) is dim."""
     rows = result.summary.to_pylist()
     best = best_policies(rows)
+    models = result.settings.get("models", [])
+    several = len(models) > 1
+    caption = "gap = Belady's token hit rate minus the policy's, in points"
+    if several:
+        caption += f"\ncapacity is per model: each of the {len(models)} models has its own cache"
     table = Table(title=f"{result.trace_name or 'trace'} · profile {result.profile} · ★ best online policy",
-                  title_justify="left", caption="gap = Belady's token hit rate minus the policy's, in points",
-                  caption_justify="left")
+                  title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
+                  collapse_padding=True, pad_edge=False)
     table.add_column("capacity", justify="right", no_wrap=True)
     table.add_column("policy", no_wrap=True)
     for name in ("tok hit", "req hit", "mean", "evicted", "unsch", "saved", "gap"):
@@ -38,17 +44,22 @@ def summary_renderable(result: RunResult) -> Table:
     labels = [s.label for s in result.capacities]
     order = {p: i for i, p in enumerate(result.policies)}
     rows.sort(key=lambda r: (labels.index(r["capacity"]), order[r["policy"]]))
-    last_cap = None
+    last_cap, line = None, 0
     for r in rows:
         if last_cap is not None and r["capacity"] != last_cap:
             table.add_section()
-        first = r["capacity"] != last_cap
+        line = 0 if r["capacity"] != last_cap else line + 1
         last_cap = r["capacity"]
-        cap = r["capacity"] if r["capacity"] == str(r["capacity_blocks"]) else \
-            f"{r['capacity']} ({r['capacity_blocks']:,} blk)"
+        # The label on a group's first line; on its second, what a token or byte capacity came
+        # to in blocks (one model only: with several the row sums their caches).
+        cap = ""
+        if line == 0:
+            cap = r["capacity"]
+        elif line == 1 and not several and r["capacity"] != str(r["capacity_blocks"]):
+            cap = f"{r['capacity_blocks']:,} blk"
         star = best.get(r["capacity"]) == r["policy"]
         table.add_row(
-            cap if first else "", ("★ " if star else "  ") + r["policy_label"],
+            cap, ("★ " if star else "  ") + r["policy_label"],
             f"{r['token_hit_rate']:.1%}", f"{r['request_hit_rate']:.1%}",
             f"{r['mean_request_hit_ratio']:.1%}",
             f"{r['evicted_blocks']:,}", f"{r['unschedulable_requests']:,}",
