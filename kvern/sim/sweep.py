@@ -180,8 +180,8 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
             make_policy(name, merged)  # unknown parameters fail here, even for the curve
             if not (use_curve and name == "lru"):
                 tasks.extend((model, name, c, merged) for c in caps)
-        if not use_curve:  # the achievable rate: LRU with room for every block ever allocated
-            tasks.append((model, "lru", len(stream.block_ids) + 1, policy_params("lru", cfg, model, params)))
+        if not use_curve:  # the achievable rate: LRU in a cache that never has to evict
+            tasks.append((model, "lru", unbounded_capacity(stream), policy_params("lru", cfg, model, params)))
 
     results = _run_parallel(tasks, streams, profile, jobs, out)
     by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True)}
@@ -215,6 +215,13 @@ def _capacities(stream: BlockStream, specs: list[CapacitySpec] | None, points: i
     return sorted(set(np.round(np.geomspace(lo, hi, points)).astype(np.int64).tolist()))
 
 
+def unbounded_capacity(stream: BlockStream) -> int:
+    """Blocks after which no profile ever evicts: every key once, a second copy per request
+    (vLLM's block-aligned repeat), and the running request; at most one block per access."""
+    longest = int(np.diff(stream.req_offsets).max()) if stream.num_requests else 0
+    return min(len(stream.block_ids), stream.num_unique + stream.num_requests + longest) + 1
+
+
 # -- parallel simulations --------------------------------------------------------------------------
 
 _STREAMS: dict[str, BlockStream] = {}
@@ -236,6 +243,8 @@ def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Ma
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"--jobs: {jobs}; at least 1")
+    if not tasks:
+        return []
     results: list[SimResult | None] = [None] * len(tasks)
     try:
         if jobs == 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
@@ -270,7 +279,7 @@ def _model_sweep(cfg: Config, stream: BlockStream, names: list[str], caps: list[
     if curve is not None:
         achievable = int(curve.cached_tokens[-1])
     else:
-        achievable = by_task[(model, "lru", len(stream.block_ids) + 1)].total_cached_tokens
+        achievable = by_task[(model, "lru", unbounded_capacity(stream))].total_cached_tokens
     points: list[Point] = []
     answers: list[Answer] = []
     for name in names:

@@ -19,7 +19,7 @@ from kvern.sim.curve import lru_curve
 from kvern.sim.policies import make_policy
 from kvern.sim.profiles.ideal import Ideal
 from kvern.sim.simulate import simulate
-from kvern.sim.sweep import Answer, run_sweep
+from kvern.sim.sweep import Answer, run_sweep, unbounded_capacity
 
 BS = 4
 
@@ -159,6 +159,17 @@ def test_non_ideal_profile_simulates_lru_and_finds_the_achievable_rate() -> None
     assert {p.source for p in m.points} == {"simulation"}
     big = simulate(make_stream(HAND, BS), "lru", 10_000, "vllm")
     assert m.achievable_tokens == big.total_cached_tokens
+
+
+@settings(max_examples=40, deadline=None)
+@given(prefix_requests(max_requests=20, block_size=BS), st.sampled_from(["vllm", "sglang"]))
+def test_unbounded_capacity_never_evicts(requests: list[Request], profile: str) -> None:
+    stream = make_stream(requests, BS)
+    res = simulate(stream, "lru", unbounded_capacity(stream), profile)
+    assert res.evicted_blocks == 0
+    assert not res.unschedulable.any()
+    huge = simulate(stream, "lru", 10 * len(stream.block_ids) + 10, profile)
+    assert np.array_equal(res.cached_tokens, huge.cached_tokens)
 
 
 def test_curve_table_is_lossless(tmp_path) -> None:  # type: ignore[no-untyped-def]
