@@ -236,11 +236,20 @@ def sweep_and_report(trace_path: Path, cfg: Config, *, policies: str | None, cap
                      output: Path | None, out: Output, load: dict[str, Any]) -> SweepResult:
     from kvern.ingest.pipeline import load_trace
     from kvern.report.runner import parse_params, run_folder
+    from kvern.sim.policies import parse_policy_list
+    from kvern.sim.profiles import get_profile
     from kvern.sim.sweep import run_sweep
 
     profile = profile or cfg.simulate.profile
+    if policies is None:  # the config's list: keep what the profile can run, as `compare` does
+        configured = parse_policy_list(cfg.simulate.policies)
+        supported = get_profile(profile).policies
+        kept = [p for p in configured if supported is None or p in supported]
+        if kept != configured:
+            out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
+        policies = ",".join(kept or configured)
     trace = load_trace(trace_path, cfg, out=out, **load)
-    result = run_sweep(trace, cfg, policies=policies or cfg.simulate.policies, profile=profile,
+    result = run_sweep(trace, cfg, policies=policies, profile=profile,
                        capacity=capacity, points=points, params=parse_params(params), jobs=jobs, out=out)
     folder = run_folder(cfg, "sweep", trace_path, profile, output)
     write_sweep(result, folder)
