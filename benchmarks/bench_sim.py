@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+import xxhash
 
 from benchmarks.streams import SCRATCH, TRACES, cached_stream, flattened, load_stream
 from kvern.sim.stream import BlockStream
@@ -88,7 +89,7 @@ def _lcs_prepare(stream: BlockStream, capacity: int) -> Path:
     rec["id"] = flat.astype(np.uint64) + 1
     rec["size"] = 1
     rec["next"] = -1
-    path = SCRATCH / f"flat-{len(flat)}-{stream.num_unique}.oracleGeneral"
+    path = SCRATCH / f"flat-{xxhash.xxh3_64_hexdigest(flat.tobytes())}.oracleGeneral"
     if not path.exists():
         rec.tofile(path)
     return path

@@ -234,3 +234,13 @@ def test_cli_sweep(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert bad.exit_code == 2
     assert "--capacity" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_default_capacities_span_a_thousandth_to_all_blocks() -> None:
+    from kvern.sim.sweep import _capacities
+
+    reqs: list[Request] = [([k * 100 + i for i in range(5)], 20) for k in range(2000)]  # 10,000 blocks
+    stream = make_stream(reqs, BS)
+    exact = _capacities(stream, None, 4, _cfg(), "m", exact=True)
+    assert exact == [10, 100, 1000, 10000]
+    assert _capacities(stream, None, 4, _cfg(), "m", exact=False)[-1] == 10005  # + the longest request
