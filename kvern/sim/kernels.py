@@ -53,11 +53,6 @@ def lru_run(stream: BlockStream, capacity_blocks: int, *, last_token_rule: bool 
     return LRURun(int(capacity_blocks), cached, found, int(evicted), np.flatnonzero(present))
 
 
-def lru_state_bytes(num_unique: int) -> int:
-    """Bytes of simulation state per run: the recency list and the presence flags."""
-    return 9 * num_unique + 8
-
-
 @numba.njit(cache=True, nogil=True)
 def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
                 num_unique: int, capacity: int, last_token_rule: bool,
