@@ -15,6 +15,7 @@ Every body asks for ``max_tokens`` = the logged output length (else the configur
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,6 @@ def build_requests(trace: Trace, source: Path | None, *, default_max_tokens: int
     sessions = table.column("session_id").to_pylist()
     prompts = table.column("prompt_tokens").to_pylist()
     outputs = table.column("output_tokens").to_pylist()
-    keys = table.column("block_keys")
-    tokens = table.column("token_ids")
     reqs = []
     for row, rid in enumerate(ids):
         logged = outputs[row]
@@ -109,15 +108,20 @@ def build_requests(trace: Trace, source: Path | None, *, default_max_tokens: int
                                 "temperature": 0, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if rid in chats:
-            path = CHAT_PATH
+            path, prompt = CHAT_PATH, None
             body.update(chats[rid])
         else:
-            path = COMPLETIONS_PATH
-            ids_row = tokens[row].as_py()
-            if ids_row is None:
-                ids_row = synthetic_prompt(keys[row].as_py(), prompts[row], trace.meta.block_size)
-            body["prompt"] = ids_row
+            path, prompt = COMPLETIONS_PATH, functools.partial(row_prompt, trace, row)
         reqs.append(LiveRequest(row=row, request_id=rid, model=models[row], session_id=sessions[row],
                                 path=path, body=body, prompt_tokens=int(prompts[row]),
-                                max_tokens=max_tokens))
+                                max_tokens=max_tokens, prompt=prompt))
     return reqs
+
+
+def row_prompt(trace: Trace, row: int) -> list[int]:
+    """The token ids trace row ``row`` is sent as: its own, else synthetic ids from its keys."""
+    ids = trace.table.column("token_ids")[row].as_py()
+    if ids is None:
+        ids = synthetic_prompt(trace.table.column("block_keys")[row].as_py(),
+                               trace.table.column("prompt_tokens")[row].as_py(), trace.meta.block_size)
+    return ids

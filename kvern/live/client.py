@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,12 @@ class LiveRequest:
     prompt_tokens: int
     """Prompt length in the trace (after kvern's chat template)."""
     max_tokens: int
+    prompt: Callable[[], list[int]] | None = None
+    """Makes the body's ``prompt`` (token ids) when sent, so a long trace's ids are never all
+    in memory at once; None when the body is complete (chat)."""
+
+    def payload(self) -> dict[str, Any]:
+        return self.body if self.prompt is None else {**self.body, "prompt": self.prompt()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +173,7 @@ def _int(v: Any) -> int | None:
 async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
                    headers: dict[str, str]) -> _Stream:
     try:
-        async with session.post(url, json=req.body, headers=headers) as resp:
+        async with session.post(url, json=req.payload(), headers=headers) as resp:
             if resp.status != 200:
                 text = (await resp.read()).decode("utf-8", "replace")[:ERROR_TEXT_CHARS]
                 raise AttemptError(f"HTTP {resp.status}: {text.strip()}", resp.status,

@@ -16,6 +16,7 @@ less than simulated (eviction), or more.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ import pyarrow as pa
 
 from kvern.config import Config
 from kvern.ingest.trace import Trace
-from kvern.live.bodies import synthetic_prompt
+from kvern.live.bodies import row_prompt
 from kvern.sim.capacity import CapacitySpec, capacity_blocks
 from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
 from kvern.sim.stream import block_streams
@@ -69,26 +70,20 @@ def served_order(live: pa.Table) -> np.ndarray:
     return idx[np.argsort(sent[idx], kind="stable")]
 
 
-def prompts_of(trace: Trace, rows: np.ndarray) -> list[np.ndarray]:
-    """The token ids each trace row's prompt was sent as (synthetic ids for hash-id traces)."""
-    tokens = trace.table.column("token_ids")
-    keys = trace.table.column("block_keys")
-    prompts = trace.table.column("prompt_tokens")
-    out = []
+def prompts_of(trace: Trace, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The token ids each trace row's prompt was sent as, one at a time (long traces are big)."""
     for r in rows:
-        ids = tokens[int(r)].as_py()
-        if ids is None:
-            ids = synthetic_prompt(keys[int(r)].as_py(), prompts[int(r)].as_py(), trace.meta.block_size)
-        out.append(np.asarray(ids, dtype=np.int64))
-    return out
+        yield np.asarray(row_prompt(trace, int(r)), dtype=np.int64)
 
 
-def predict_llamacpp(trace: Trace, live: pa.Table, order: np.ndarray, slots: int) -> np.ndarray:
+def predict_llamacpp(trace: Trace, live: pa.Table, order: np.ndarray,
+                     config: LlamaServerConfig) -> np.ndarray:
+    """llama-server's cached tokens for the served requests, its slots holding what it generated."""
     rows = live.column("row").to_numpy()[order]
     gen = live.column("completion_tokens").to_numpy(zero_copy_only=False)[order]
     max_tokens = live.column("max_tokens").to_numpy()[order]
     generated = [int(g) if g == g and g is not None else int(m) for g, m in zip(gen, max_tokens, strict=True)]
-    return predict(prompts_of(trace, rows), generated, LlamaServerConfig(slots=slots))
+    return predict(prompts_of(trace, rows), generated, config)
 
 
 def predict_with_profile(trace: Trace, cfg: Config, live: pa.Table, order: np.ndarray, profile: str,

@@ -29,7 +29,8 @@ from kvern.live.runner import LiveRun, LiveSettings, replay
 from kvern.live.sink import LiveSink, results_table
 from kvern.report.atomic import write_json, write_parquet
 from kvern.report.console import NULL_OUTPUT, Output
-from kvern.sim.capacity import parse_capacity
+from kvern.sim.capacity import capacity_blocks, parse_capacity
+from kvern.sim.profiles.llamacpp import LlamaServerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,12 @@ def _finish(trace: Any, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOpt
         slots = int((run.server_props or {}).get("total_slots") or 1)
         if run.server_props is None:
             out.warn("the backend has no llama.cpp /props; predicting with one slot")
-        predicted = predict_llamacpp(trace, live, order, slots)
+        cache_tokens = None  # --cache-ram of a small model: effectively unlimited
+        if opts.capacity is not None:
+            spec = parse_capacity(opts.capacity)[0]
+            cache_tokens = capacity_blocks([spec], cfg, trace.models()[0], 1)[0]
+        server = LlamaServerConfig(slots=slots, cache_tokens=cache_tokens)
+        predicted = predict_llamacpp(trace, live, order, server)
         block_size = 1
     else:
         capacity = parse_capacity(opts.capacity or cfg.simulate.capacity)[0]

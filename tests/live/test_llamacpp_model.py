@@ -6,7 +6,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvern.sim.profiles.llamacpp import LlamaServerConfig, LlamaServerModel, lcp, predict
+from kvern.sim.profiles.llamacpp import (
+    CHUNK,
+    LlamaServerConfig,
+    LlamaServerModel,
+    lcp,
+    make_seq,
+    predict,
+    seq_lcp,
+)
 
 A = np.arange(1, 11)                            # 10 tokens
 B = np.concatenate([A[:5], np.arange(50, 55)])  # shares 5 with A
@@ -28,10 +36,10 @@ def test_one_slot_reuse_last_token_and_host_cache() -> None:
     assert m.request(A, 1) == 9       # whole prompt cached: the last token is recomputed
     assert m.request(B, 1) == 5       # lcp 5/10 > 0.1 picks the slot; keeps 5/10, not < 0.5: no save
     assert m.request(C, 1) == 0       # no similar slot: LRU slot, B saved to the host cache
-    assert [s.tolist() for s in m.states] == [B.tolist()]
+    assert [s.ids.tolist() for s in m.states] == [B.tolist()]
     b2 = np.concatenate([B, [7, 7]])
     assert m.request(b2, 1) == 10     # C saved; B loaded back (keeps 10/10 of it) and reused
-    assert [s.tolist() for s in m.states] == [C.tolist()]
+    assert [s.ids.tolist() for s in m.states] == [C.tolist()]
 
 
 def test_generated_tokens_stay_in_the_slot() -> None:
@@ -47,13 +55,13 @@ def test_generated_tokens_stay_in_the_slot() -> None:
 def test_two_slots_lru_choice_idle_saves_and_load() -> None:
     m = LlamaServerModel(LlamaServerConfig(slots=2))
     assert m.request(A, 1) == 0   # both unused: the LRU scan keeps the last, slot 1
-    assert m.slots[1].tokens.tolist() == A.tolist()
+    assert m.slots[1].tokens.ids.tolist() == A.tolist()
     assert m.request(C, 1) == 0   # slot 0 (never used); idle slot 1 (A) saved to the host cache
     assert m.request(A, 1) == 9   # slot 1 by similarity; idle slot 0 (C) saved
-    assert [s.tolist() for s in m.states] == [A.tolist(), C.tolist()]
+    assert [s.ids.tolist() for s in m.states] == [A.tolist(), C.tolist()]
     assert m.request(D, 1) == 0   # slot 0 by LRU; C is already cached, nothing loads
     assert m.request(C, 1) == 9   # slot 1 by LRU; C loaded from the host cache into it
-    assert [s.tolist() for s in m.states] == [A.tolist(), D.tolist()]
+    assert [s.ids.tolist() for s in m.states] == [A.tolist(), D.tolist()]
 
 
 def test_cache_disabled_and_size_limit() -> None:
@@ -64,7 +72,7 @@ def test_cache_disabled_and_size_limit() -> None:
     tight = LlamaServerModel(LlamaServerConfig(slots=1, cache_tokens=15))
     for p in (A, C, D):
         tight.request(p, 1)
-    assert [s.tolist() for s in tight.states] == [C.tolist()]  # A dropped to make room for C
+    assert [s.ids.tolist() for s in tight.states] == [C.tolist()]  # A dropped to make room for C
     assert tight.dropped_states == 1
 
 
@@ -123,3 +131,12 @@ def test_the_registered_profile_runs_the_same_model_through_the_simulator() -> N
     expect = predict(prompts, [0] * 40, LlamaServerConfig(slots=1, cache_tokens=8 * 16))
     assert res.cached_tokens.tolist() == expect.tolist()
     assert res.cached_tokens.sum() > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 1), max_size=4 * CHUNK + 5),
+       st.lists(st.integers(0, 1), max_size=4 * CHUNK + 5), st.integers(0, 4 * CHUNK))
+def test_chunked_lcp_equals_the_plain_one(a: list[int], b: list[int], shared: int) -> None:
+    x = np.array(a[:shared] + a, dtype=np.int64)
+    y = np.array(a[:shared] + b, dtype=np.int64)
+    assert seq_lcp(make_seq(x), make_seq(y)) == lcp(x, y)

@@ -38,7 +38,7 @@ the slots keep no generated tokens; live reconciliation feeds it the server's re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +76,51 @@ def lcp(a: np.ndarray, b: np.ndarray) -> int:
     return int(diff[0]) if len(diff) else n
 
 
+CHUNK = 64
+"""Tokens per chained hash in ``Seq``: an LCP compares hashes first, then at most one chunk."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    """Token ids with chained hashes of their whole ``CHUNK``-token chunks.
+
+    ``chunks[i]`` names the prefix ``ids[:(i + 1) * CHUNK]``, so two sequences share their
+    first k chunks iff their first k hashes are equal; a long shared prefix then costs k/CHUNK
+    comparisons instead of k (the host cache can hold thousands of long prompts).
+    """
+
+    ids: np.ndarray
+    chunks: np.ndarray
+    first: int
+    """``ids[0]`` as a Python int (-1 when empty), for the quick mismatch test."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def make_seq(ids: np.ndarray) -> Seq:
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    raw = ids[: len(ids) // CHUNK * CHUNK].tobytes()
+    step = 8 * CHUNK
+    chunks = np.empty(len(raw) // step, dtype=np.uint64)
+    h = 0
+    for i in range(len(chunks)):
+        h = xxhash.xxh3_64_intdigest(raw[i * step : (i + 1) * step], seed=h)
+        chunks[i] = h
+    return Seq(ids, chunks, int(ids[0]) if len(ids) else -1)
+
+
+def seq_lcp(a: Seq, b: Seq) -> int:
+    """``lcp(a.ids, b.ids)``, through the chunk hashes."""
+    if len(a.ids) == 0 or len(b.ids) == 0 or a.first != b.first:
+        return 0  # the common case across conversations, without numpy's per-call cost
+    m = min(len(a.chunks), len(b.chunks))
+    diff = np.flatnonzero(a.chunks[:m] != b.chunks[:m])
+    start = (int(diff[0]) if len(diff) else m) * CHUNK
+    end = min(len(a.ids), len(b.ids), start + CHUNK)
+    return start + lcp(a.ids[start:end], b.ids[start:end])
+
+
 def generated_ids(prompt: np.ndarray, n: int) -> np.ndarray:
     """Stand-ins for the ``n`` tokens a greedy model generates after ``prompt``.
 
@@ -89,7 +134,7 @@ def generated_ids(prompt: np.ndarray, n: int) -> np.ndarray:
 @dataclass(slots=True)
 class _Slot:
     id: int
-    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    tokens: Seq = field(default_factory=lambda: make_seq(np.empty(0, dtype=np.int64)))
     t_last_used: int = -1
 
 
@@ -100,7 +145,7 @@ class LlamaServerModel:
         assert config.slots >= 1, "llama-server has at least one slot"
         self.config = config
         self.slots = [_Slot(i) for i in range(config.slots)]
-        self.states: list[np.ndarray] = []
+        self.states: list[Seq] = []
         """The host prompt cache, oldest first."""
         self.dropped_states = 0
         self._clock = 0
@@ -108,21 +153,22 @@ class LlamaServerModel:
     # -- the request path -------------------------------------------------------------
     def request(self, prompt: np.ndarray, generated: int) -> int:
         """Serve one request; return the tokens llama-server reports as cached."""
-        prompt = np.asarray(prompt, dtype=np.int64)
-        slot = self._choose(prompt)
+        ids = np.asarray(prompt, dtype=np.int64)
+        prompt_seq = make_seq(ids)
+        slot = self._choose(prompt_seq)
         if self._cache_on and self.config.cache_idle_slots:
             for other in self.slots:
                 if other is not slot:
                     self._save(other)
                     if self.config.kv_unified:
-                        other.tokens = other.tokens[:0]
-        n_past = lcp(slot.tokens, prompt)
-        if n_past == 1 and len(prompt) == 1:
+                        other.tokens = make_seq(ids[:0])
+        n_past = seq_lcp(slot.tokens, prompt_seq)
+        if n_past == 1 and len(ids) == 1:
             n_past = 0  # a non-SWA model has no checkpoint to restore: full reprocessing
-        if n_past == len(prompt) and n_past > 0:
+        if n_past == len(ids) and n_past > 0:
             n_past -= 1
         kept = max(generated - 1, 0)
-        slot.tokens = np.concatenate([prompt, generated_ids(prompt, kept)]) if kept else prompt
+        slot.tokens = make_seq(np.concatenate([ids, generated_ids(ids, kept)])) if kept else prompt_seq
         slot.t_last_used = self._clock
         self._clock += 1
         return n_past
@@ -131,7 +177,7 @@ class LlamaServerModel:
     def _cache_on(self) -> bool:
         return self.config.cache_tokens != 0
 
-    def _choose(self, prompt: np.ndarray) -> _Slot:
+    def _choose(self, prompt: Seq) -> _Slot:
         chosen: _Slot | None = None
         save = False
         n = _F(len(prompt))
@@ -140,7 +186,7 @@ class LlamaServerModel:
             for slot in self.slots:
                 if len(slot.tokens) == 0:
                     continue
-                common = lcp(slot.tokens, prompt)
+                common = seq_lcp(slot.tokens, prompt)
                 sim = _F(common) / n
                 if sim > best and sim > _F(self.config.similarity):
                     best, chosen = sim, slot
@@ -164,12 +210,12 @@ class LlamaServerModel:
         tokens = slot.tokens
         if len(tokens) == 0:
             return
-        if any(lcp(s, tokens) == len(tokens) for s in self.states):
+        if any(seq_lcp(s, tokens) == len(tokens) for s in self.states):
             return
         limit = self.config.cache_tokens
         if limit is not None and len(tokens) > limit:
             return
-        self.states = [s for s in self.states if lcp(s, tokens) != len(s)]
+        self.states = [s for s in self.states if seq_lcp(s, tokens) != len(s)]
         if limit is not None:
             total = sum(len(s) for s in self.states)
             while self.states and total + len(tokens) > limit:
@@ -177,14 +223,14 @@ class LlamaServerModel:
                 self.dropped_states += 1
         self.states.append(tokens)
 
-    def _load(self, slot: _Slot, prompt: np.ndarray) -> None:
-        base = lcp(slot.tokens, prompt)
+    def _load(self, slot: _Slot, prompt: Seq) -> None:
+        base = seq_lcp(slot.tokens, prompt)
         n = _F(len(prompt))
         keep_best = _F(base) / _F(len(slot.tokens)) if len(slot.tokens) else _F(-1.0)
         sim_best = _F(base) / n
         best = -1
         for i, state in enumerate(self.states):
-            common = lcp(state, prompt)
+            common = seq_lcp(state, prompt)
             keep = _F(common) / _F(len(state))
             sim = _F(common) / n
             if keep < _F(0.25):
@@ -195,7 +241,7 @@ class LlamaServerModel:
             slot.tokens = self.states.pop(best)
 
 
-def predict(prompts: Sequence[np.ndarray], generated: Sequence[int], config: LlamaServerConfig) -> np.ndarray:
+def predict(prompts: Iterable[np.ndarray], generated: Iterable[int], config: LlamaServerConfig) -> np.ndarray:
     """Cached tokens llama-server reports for ``prompts`` sent one after another."""
     model = LlamaServerModel(config)
     return np.array([model.request(p, g) for p, g in zip(prompts, generated, strict=True)], dtype=np.int64)
