@@ -1,14 +1,8 @@
-"""Shared fixtures: the real default tokenizer, small traces, the CLI runner."""
+"""Fixtures for every test."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_TRACES = ROOT.parent / "shared" / "traces"
-MOONCAKE = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
 
 
 @pytest.fixture(autouse=True)

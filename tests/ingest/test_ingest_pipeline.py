@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import MOONCAKE, ROOT
 from ingest_helpers import ingest_rows, write_jsonl
+from trace_paths import MOONCAKE, ROOT
 from typer.testing import CliRunner
 
 from kvern.cli import app

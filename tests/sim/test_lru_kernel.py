@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import MOONCAKE
 from curve_helpers import Request, make_stream, naive_lru, prefix_requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trace_paths import MOONCAKE
 
 from kvern.ingest.blocks import hash_id_block_keys
 from kvern.sim.curve import lru_curve

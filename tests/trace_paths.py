@@ -1,0 +1,10 @@
+"""Paths of the traces the tests read (imported by name: several conftest.py files exist)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_TRACES = ROOT.parent / "shared" / "traces"
+MOONCAKE = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
+CHAT_SAMPLE = ROOT / "traces" / "chat_sample.jsonl"
