@@ -60,11 +60,11 @@ def summary_renderable(result: RunResult) -> Table:
         star = best.get(r["capacity"]) == r["policy"]
         table.add_row(
             cap, ("★ " if star else "  ") + r["policy_label"],
-            f"{r['token_hit_rate']:.1%}", f"{r['request_hit_rate']:.1%}",
+            f"{r['token_hit_rate']:.2%}", f"{r['request_hit_rate']:.1%}",
             f"{r['mean_request_hit_ratio']:.1%}",
             f"{r['evicted_blocks']:,}", f"{r['unschedulable_requests']:,}",
             "n/a" if r["time_saved_s"] is None else f"{r['time_saved_s']:.1f}s",
-            "—" if r["gap_to_belady"] is None else f"{r['gap_to_belady'] * 100:.1f}",
+            "—" if r["gap_to_belady"] is None else f"{r['gap_to_belady'] * 100:.2f}",
             style="bold green" if star else ("dim" if r["policy"] == "belady" else None),
         )
     return table
