@@ -75,8 +75,10 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
                     bar = bars[c_i]
                     ax.annotate("★", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                                 ha="center", va="bottom", fontsize=13, color="black")
-        ax.set_xticks(x, [f"{c}\n({by[(pols[0], c)]['capacity_blocks']:,} blocks)" for c in caps])
-        ax.set_xlabel("capacity")
+        several = by[(pols[0], caps[0])]["model"] == "*"  # rows then sum the models' caches
+        ax.set_xticks(x, [c if several else f"{c}\n({by[(pols[0], c)]['capacity_blocks']:,} blocks)"
+                          for c in caps])
+        ax.set_xlabel("capacity (per model)" if several else "capacity")
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("token hit rate (%)")
