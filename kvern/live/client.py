@@ -87,6 +87,8 @@ class LiveResult:
     ok: bool = False
     error: str | None = None
     retries: int = 0
+    retry_error: str | None = None
+    """What made the last retry necessary (kept when the retry then succeeded)."""
     server_prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cached_tokens: int | None = None
@@ -134,6 +136,7 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
             if not e.retriable or attempt == policy.retries:
                 break
             res.retries += 1
+            res.retry_error = e.message
             await asyncio.sleep(policy.delay(attempt, rng, e.retry_after))
             continue
         except TimeoutError:
@@ -142,6 +145,7 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
             if attempt == policy.retries:
                 break
             res.retries += 1
+            res.retry_error = res.error
             await asyncio.sleep(policy.delay(attempt, rng, None))
             continue
         _fill(res, stream, sent)

@@ -8,8 +8,8 @@ generated-token counts the server reported (the slot keeps them). Other profiles
 the simulator's own profile on the block stream, at the capacity given.
 
 A gap's cause is named when the data can tell it, checked in this order: the server counted a
-different prompt (template or tokenization drift), the request was retried, it overlapped
-another request in flight (concurrency), the gap is within one block of a block boundary
+different prompt (template or tokenization drift), the request was retried, it or an earlier
+request overlapped another in flight (concurrency), the gap is within one block of a block boundary
 (block rounding), it is one token at the end of the prompt (last-token rule), the server held
 less than simulated (eviction), or more.
 """
@@ -115,6 +115,9 @@ def reconcile(trace: Trace, live: pa.Table, predicted: np.ndarray, order: np.nda
     sent = np.asarray(col["sent_s"], dtype=np.float64)
     done = np.asarray(col["done_s"], dtype=np.float64)
     overlapped = _overlaps(sent, done)
+    # A request after an overlap may meet a server state that the overlap changed.
+    first_overlap = sent[overlapped].min() if overlapped.any() else np.inf
+    after_overlap = sent > first_overlap
     causes: list[str | None] = []
     agree: list[bool | None] = []
     gaps: list[int | None] = []
@@ -131,7 +134,7 @@ def reconcile(trace: Trace, live: pa.Table, predicted: np.ndarray, order: np.nda
         agree.append(obs == p)
         causes.append(None if obs == p else _cause(
             obs, p, col["prompt_tokens"][i], col["server_prompt_tokens"][i], col["retries"][i],
-            bool(overlapped[i]), block_size))
+            bool(overlapped[i]), bool(after_overlap[i]), block_size))
     table = pa.table({
         "row": col["row"], "request_id": col["request_id"], "session_id": col["session_id"],
         "sent_s": col["sent_s"], "prompt_tokens": col["prompt_tokens"],
@@ -158,13 +161,15 @@ def _overlaps(sent: np.ndarray, done: np.ndarray) -> np.ndarray:
 
 
 def _cause(obs: int, pred: int, prompt: int, server_prompt: int | None, retries: int,
-           overlapped: bool, block_size: int) -> str:
+           overlapped: bool, after_overlap: bool, block_size: int) -> str:
     if server_prompt is not None and server_prompt != prompt:
         return f"{CAUSE_DRIFT} (server counted {server_prompt} prompt tokens, the trace {prompt})"
     if retries:
         return f"{CAUSE_RETRIED} ({retries}×: an earlier attempt may have filled the cache)"
     if overlapped:
         return CAUSE_CONCURRENCY
+    if after_overlap:
+        return f"{CAUSE_CONCURRENCY} (earlier requests overlapped: the server's state may differ)"
     gap = abs(obs - pred)
     if block_size > 1 and gap < block_size and (obs % block_size == 0 or pred % block_size == 0):
         return CAUSE_BLOCK

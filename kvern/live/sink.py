@@ -40,6 +40,7 @@ LIVE_SCHEMA = pa.schema([
     pa.field("ok", pa.bool_(), nullable=False),
     pa.field("error", pa.string()),
     pa.field("retries", pa.int32(), nullable=False),
+    pa.field("retry_error", pa.string()),
     pa.field("server_prompt_tokens", pa.int32()),
     pa.field("completion_tokens", pa.int32()),
     pa.field("cached_tokens", pa.int32()),

@@ -79,6 +79,7 @@ def test_429_and_500_are_retried_and_a_persistent_500_is_recorded(llama_server, 
         proxy.stop()
     assert column(out, "ok") == [True, False, True, True, True]
     assert column(out, "retries") == [1, 2, 0, 0, 0]
+    assert "HTTP 429" in column(out, "retry_error")[0]
     assert column(out, "status") == [200, 500, 200, 200, 200]
     assert "HTTP 500" in column(out, "error")[1]
     # The failed request never reached the server, so it does not shift the prediction.

@@ -180,3 +180,21 @@ def test_duration_stops_sending_and_is_not_partial(llama_server, tmp_path: Path)
     assert live.column("row").to_pylist() == [0, 1]  # the request due at 2 s is past --duration
     assert meta["partial"] is False and meta["stop_reason"] == "duration"
     assert summary["agreed"] == 2
+
+
+def test_concurrent_run_blames_its_gaps_on_concurrency(llama_server, tmp_path: Path) -> None:
+    """Four in flight on three slots: the server interleaves, so only the overlap can explain gaps."""
+    server = llama_server(slots=3, ctx_per_slot=2048)
+    prompts, outputs = shared_prefix_prompts(seed=11, n=40)
+    trace = token_trace(tmp_path / "t.parquet", prompts, [o + 24 for o in outputs])
+    opts = LiveOptions(backend=server.url, output_dir=tmp_path / "o", concurrency=4, profile="llamacpp",
+                       served_model=SERVED_MODEL)
+    summary = run_live(trace, Config(), opts).summary
+    assert summary["succeeded"] == 40
+    rec = pq.read_table(tmp_path / "o" / "reconcile.parquet").to_pylist()
+    gaps = [r for r in rec if r["agree"] is False]
+    # llama-server now and then drops a reused keep-alive connection under load: those
+    # requests are retried, and their gap is put down to the retry.
+    assert all(r["cause"].startswith(("concurrency", "retried")) for r in gaps), gaps
+    assert set(summary["gap_causes"]) <= {"concurrency", "retried"}
+    assert summary["gap_causes"].get("concurrency", 0) > 0

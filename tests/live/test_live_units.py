@@ -145,18 +145,19 @@ def test_overlaps() -> None:
     assert _overlaps(sent, done).tolist() == [False, True, True, False]
 
 
-@pytest.mark.parametrize(("obs", "pred", "prompt", "server", "retries", "overlap", "bs", "cause"), [
-    (32, 40, 45, 45, 0, False, 16, CAUSE_BLOCK),
-    (44, 45, 45, 45, 0, False, 1, CAUSE_LAST_TOKEN),
-    (0, 300, 400, 400, 0, False, 1, CAUSE_EVICTION),
-    (300, 0, 400, 400, 0, False, 1, CAUSE_MORE),
-    (0, 300, 400, 400, 0, True, 1, CAUSE_CONCURRENCY),
-    (0, 300, 400, 400, 2, True, 1, "retried (2×"),
-    (0, 300, 400, 401, 2, True, 1, "template or tokenization drift (server counted 401"),
+@pytest.mark.parametrize(("obs", "pred", "prompt", "server", "retries", "overlap", "after", "bs", "cause"), [
+    (32, 40, 45, 45, 0, False, False, 16, CAUSE_BLOCK),
+    (44, 45, 45, 45, 0, False, False, 1, CAUSE_LAST_TOKEN),
+    (0, 300, 400, 400, 0, False, False, 1, CAUSE_EVICTION),
+    (300, 0, 400, 400, 0, False, False, 1, CAUSE_MORE),
+    (0, 300, 400, 400, 0, True, False, 1, CAUSE_CONCURRENCY),
+    (0, 300, 400, 400, 0, False, True, 1, "concurrency (earlier requests overlapped"),
+    (0, 300, 400, 400, 2, True, True, 1, "retried (2×"),
+    (0, 300, 400, 401, 2, True, True, 1, "template or tokenization drift (server counted 401"),
 ])
-def test_gap_causes(obs: int, pred: int, prompt: int, server: int, retries: int, overlap: bool, bs: int,
-                    cause: str) -> None:
-    assert _cause(obs, pred, prompt, server, retries, overlap, bs).startswith(cause)
+def test_gap_causes(obs: int, pred: int, prompt: int, server: int, retries: int, overlap: bool, after: bool,
+                    bs: int, cause: str) -> None:
+    assert _cause(obs, pred, prompt, server, retries, overlap, after, bs).startswith(cause)
 
 
 @pytest.mark.parametrize(("kw", "flag"), [
