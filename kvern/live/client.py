@@ -100,6 +100,8 @@ class LiveResult:
 
 
 class AttemptError(Exception):
+    """One failed attempt: what to record, and whether a retry can help."""
+
     def __init__(self, message: str, status: int = 0, *, retriable: bool = True,
                  retry_after: float | None = None, connect: bool = False) -> None:
         super().__init__(message)
@@ -131,25 +133,19 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
         try:
             async with asyncio.timeout(policy.timeout_s):
                 stream = await _attempt(session, base + req.path, req, headers)
-        except AttemptError as e:
-            res.status, res.error, res.connect_failed = e.status, e.message, e.connect
-            if not e.retriable or attempt == policy.retries:
-                break
-            res.retries += 1
-            res.retry_error = e.message
-            await asyncio.sleep(policy.delay(attempt, rng, e.retry_after))
-            continue
         except TimeoutError:
-            res.status, res.connect_failed = 0, False
-            res.error = f"no complete response within --timeout {policy.timeout_s:g}s"
-            if attempt == policy.retries:
-                break
-            res.retries += 1
-            res.retry_error = res.error
-            await asyncio.sleep(policy.delay(attempt, rng, None))
-            continue
-        _fill(res, stream, sent)
-        break
+            err = AttemptError(f"no complete response within --timeout {policy.timeout_s:g}s")
+        except AttemptError as e:
+            err = e
+        else:
+            _fill(res, stream, sent)
+            break
+        res.status, res.error, res.connect_failed = err.status, err.message, err.connect
+        if not err.retriable or attempt == policy.retries:
+            break
+        res.retries += 1
+        res.retry_error = err.message
+        await asyncio.sleep(policy.delay(attempt, rng, err.retry_after))
     end = time.perf_counter()
     res.done_s = end - t0
     res.e2e_s = end - start
