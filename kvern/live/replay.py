@@ -20,6 +20,7 @@ import numpy as np
 from kvern.config import Config
 from kvern.errors import BackendError, Interrupted, UsageError
 from kvern.ingest.pipeline import load_trace
+from kvern.ingest.trace import Trace
 from kvern.live.bodies import build_requests
 from kvern.live.chart import ttft_chart
 from kvern.live.client import RetryPolicy
@@ -131,7 +132,7 @@ def _check(opts: LiveOptions) -> None:
             parse_capacity(opts.capacity)
 
 
-def _finish(trace: Any, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
+def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
             out: Output) -> dict[str, Any]:
     live = results_table(run.results, sink.meta)
     order = served_order(live)
