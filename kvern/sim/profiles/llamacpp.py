@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import xxhash
 
@@ -74,6 +75,15 @@ def lcp(a: np.ndarray, b: np.ndarray) -> int:
     n = min(len(a), len(b))
     diff = np.flatnonzero(a[:n] != b[:n])
     return int(diff[0]) if len(diff) else n
+
+
+@numba.njit(cache=True, nogil=True)
+def _common(a: np.ndarray, b: np.ndarray, start: int, stop: int) -> int:  # pragma: no cover - compiled
+    """First index in ``[start, stop)`` where ``a`` and ``b`` differ, else ``stop``."""
+    for i in range(start, stop):
+        if a[i] != b[i]:
+            return i
+    return stop
 
 
 CHUNK = 64
@@ -113,12 +123,9 @@ def make_seq(ids: np.ndarray) -> Seq:
 def seq_lcp(a: Seq, b: Seq) -> int:
     """``lcp(a.ids, b.ids)``, through the chunk hashes."""
     if len(a.ids) == 0 or len(b.ids) == 0 or a.first != b.first:
-        return 0  # the common case across conversations, without numpy's per-call cost
-    m = min(len(a.chunks), len(b.chunks))
-    diff = np.flatnonzero(a.chunks[:m] != b.chunks[:m])
-    start = (int(diff[0]) if len(diff) else m) * CHUNK
-    end = min(len(a.ids), len(b.ids), start + CHUNK)
-    return start + lcp(a.ids[start:end], b.ids[start:end])
+        return 0
+    start = _common(a.chunks, b.chunks, 0, min(len(a.chunks), len(b.chunks))) * CHUNK
+    return int(_common(a.ids, b.ids, start, min(len(a.ids), len(b.ids), start + CHUNK)))
 
 
 def generated_ids(prompt: np.ndarray, n: int) -> np.ndarray:
