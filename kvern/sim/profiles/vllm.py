@@ -167,6 +167,38 @@ def _q_insert_after(p, s, qnext, qprev):  # type: ignore[no-untyped-def]
     qnext[p] = s
 
 
+@numba.njit(cache=True, inline="always")
+def _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies):  # type: ignore[no-untyped-def]
+    """``_maybe_evict_cached_block``: unlink slot ``s`` from its key's copies; return the key."""
+    key = slot_key[s]
+    if prv[s] >= 0:
+        nxt[prv[s]] = nxt[s]
+    else:
+        head[key] = nxt[s]
+    if nxt[s] >= 0:
+        prv[nxt[s]] = prv[s]
+    else:
+        tail[key] = prv[s]
+    nxt[s] = -1
+    prv[s] = -1
+    ncopies[key] -= 1
+    slot_key[s] = -1
+    return key
+
+
+@numba.njit(cache=True, inline="always")
+def _add_copy(s, key, slot_key, head, tail, nxt, prv, ncopies):  # type: ignore[no-untyped-def]
+    """``cache_full_blocks``: slot ``s`` becomes the newest copy of ``key``."""
+    slot_key[s] = key
+    if ncopies[key] == 0:
+        head[key] = s
+    else:
+        prv[s] = tail[key]
+        nxt[tail[key]] = s
+    tail[key] = s
+    ncopies[key] += 1
+
+
 @numba.njit(cache=True)
 def _vllm_queue_chunk(r0, r1, offs, ids, prompt, bs, cap, slot_key, qnext, qprev, head, tail,  # type: ignore[no-untyped-def]
                       ncopies, nxt, prv, held, counters, cached, unschedulable):
@@ -193,33 +225,12 @@ def _vllm_queue_chunk(r0, r1, offs, ids, prompt, bs, cap, slot_key, qnext, qprev
             s = qnext[q_head]
             assert s != q_tail, "free queue empty although the request fits the pool"
             _q_remove(s, qnext, qprev)
-            key = slot_key[s]
-            if key >= 0:  # _maybe_evict_cached_block
-                if prv[s] >= 0:
-                    nxt[prv[s]] = nxt[s]
-                else:
-                    head[key] = nxt[s]
-                if nxt[s] >= 0:
-                    prv[nxt[s]] = prv[s]
-                else:
-                    tail[key] = prv[s]
-                nxt[s] = -1
-                prv[s] = -1
-                ncopies[key] -= 1
-                slot_key[s] = -1
+            if slot_key[s] >= 0:
+                _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies)
                 counters[0] += 1
             held[j] = s
         for j in range(k, full):
-            s = held[j]
-            key = ids[lo + j]
-            slot_key[s] = key
-            if ncopies[key] == 0:
-                head[key] = s
-            else:
-                prv[s] = tail[key]
-                nxt[tail[key]] = s
-            tail[key] = s
-            ncopies[key] += 1
+            _add_copy(held[j], ids[lo + j], slot_key, head, tail, nxt, prv, ncopies)
         for j in range(n - 1, -1, -1):
             s = held[j]
             if slot_key[s] < 0:
@@ -296,19 +307,7 @@ def _vllm_chunk(r0, r1, code, ef, ei, bf, oi, sc, offs, ids, prompt, parent, neg
                 counters[_HN] = heap.pop(h, counters[_HN])
                 if v == version[s] and _evictable(s, slot_key, is_free, ncopies, child_keys):
                     break
-            key = slot_key[s]  # _maybe_evict_cached_block: drop this copy from the hash map
-            if prv[s] >= 0:
-                nxt[prv[s]] = nxt[s]
-            else:
-                head[key] = nxt[s]
-            if nxt[s] >= 0:
-                prv[nxt[s]] = prv[s]
-            else:
-                tail[key] = prv[s]
-            nxt[s] = -1
-            prv[s] = -1
-            ncopies[key] -= 1
-            slot_key[s] = -1
+            key = _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies)
             is_free[s] = 0
             version[s] += 1
             counters[_EVICTED] += 1
@@ -328,17 +327,9 @@ def _vllm_chunk(r0, r1, code, ef, ei, bf, oi, sc, offs, ids, prompt, parent, neg
         for j in range(k, full):
             s = held[j]
             key = ids[lo + j]
-            slot_key[s] = key
-            if ncopies[key] == 0:
-                head[key] = s
-                tail[key] = s
-                if parent[key] >= 0:
-                    child_keys[parent[key]] += 1
-            else:
-                prv[s] = tail[key]
-                nxt[tail[key]] = s
-                tail[key] = s
-            ncopies[key] += 1
+            if ncopies[key] == 0 and parent[key] >= 0:
+                child_keys[parent[key]] += 1
+            _add_copy(s, key, slot_key, head, tail, nxt, prv, ncopies)
             if ncopies[key] == 2:  # the older copy may go now
                 c = head[key]
                 if is_free[c]:
