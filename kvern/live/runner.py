@@ -87,10 +87,14 @@ async def _replay(requests: list[LiveRequest], offsets: list[float | None], sett
     cap = settings.pacing.concurrency
     slots = asyncio.Semaphore(cap) if cap else None
     base = settings.backend
-    connector = aiohttp.TCPConnector(limit=cap or 0)  # 0: no cap on connections
+    async with aiohttp.ClientSession() as probe:
+        run.server_props = await get_json(probe, base + "/props", headers)
+    # llama-server closes the connection after every streamed response while announcing
+    # keep-alive; reusing one then races its close ("Server disconnected"), so talk to it
+    # without keep-alive. Other servers keep their connections (TLS handshakes are not free).
+    connector = aiohttp.TCPConnector(limit=cap or 0, force_close=_is_llama_server(run.server_props))
     no_limit = aiohttp.ClientTimeout(total=None)  # each attempt has its own deadline
     async with aiohttp.ClientSession(connector=connector, timeout=no_limit) as session:
-        run.server_props = await get_json(session, base + "/props", headers)
         before = await scrape(session, base, headers)
         sink.flush(partial=True)  # the file exists from the start (and the writer is warm)
         stop_flushing = asyncio.Event()
@@ -139,6 +143,10 @@ async def _replay(requests: list[LiveRequest], offsets: list[float | None], sett
                     await flusher
         after = await scrape(session, base, headers)
         run.server_cache = cache_stats(before, after)
+
+
+def _is_llama_server(props: dict | None) -> bool:
+    return props is not None and "total_slots" in props and "default_generation_settings" in props
 
 
 def _record(state: _State, sink: LiveSink, res: LiveResult, dead_after: int) -> None:
