@@ -6,6 +6,8 @@
   drawn as the dashed ceiling.
 * ``timeline.png``: token hit rate over the trace's time per policy, at the capacity where
   the online policies differ most (the largest one on a tie).
+
+An interrupted run's charts show what finished: a policy × capacity that did not run is a gap.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     caps = [s.label for s in result.capacities]
     pols = result.policies
     by = {(r["policy"], r["capacity"]): r for r in rows}
+    blocks = {r["capacity"]: r["capacity_blocks"] for r in rows}
     best_hit = best_policies(rows)
     savings_known = all(r["time_saved_s"] is not None for r in rows)
     def best_by(which: int) -> dict[str, str]:
@@ -60,12 +63,10 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     x = np.arange(len(caps))
     for panel, ax in enumerate(axes):
         for i, pol in enumerate(pols):
-            if panel == 0:
-                vals = [by[(pol, c)]["token_hit_rate"] * 100 for c in caps]
-            elif savings_known:
-                vals = [by[(pol, c)]["time_saved_s"] for c in caps]
-            else:
-                vals = [by[(pol, c)]["cached_tokens"] / 1e6 for c in caps]
+            vals = [np.nan if (pol, c) not in by else
+                    by[(pol, c)]["token_hit_rate"] * 100 if panel == 0 else
+                    by[(pol, c)]["time_saved_s"] if savings_known else
+                    by[(pol, c)]["cached_tokens"] / 1e6 for c in caps]
             bars = ax.bar(x + (i - (len(pols) - 1) / 2) * width, vals, width, label=pol,
                           color=_color(pol, i), hatch="//" if pol == "belady" else None,
                           alpha=0.55 if pol == "belady" else 1.0)
@@ -75,8 +76,8 @@ def _policies(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
                     bar = bars[c_i]
                     ax.annotate("★", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                                 ha="center", va="bottom", fontsize=13, color="black")
-        several = by[(pols[0], caps[0])]["model"] == "*"  # rows then sum the models' caches
-        ax.set_xticks(x, [c if several else f"{c}\n({by[(pols[0], c)]['capacity_blocks']:,} blocks)"
+        several = len(result.settings.get("models", [])) > 1  # rows then sum the models' caches
+        ax.set_xticks(x, [c if several or c not in blocks else f"{c}\n({blocks[c]:,} blocks)"
                           for c in caps])
         ax.set_xlabel("capacity (per model)" if several else "capacity")
         ax.grid(axis="y", alpha=0.3)
@@ -99,6 +100,8 @@ def _capacity(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, pol in enumerate(result.policies):
         pts = sorted((r["capacity_blocks"], r["token_hit_rate"] * 100) for r in rows if r["policy"] == pol)
+        if not pts:  # interrupted before this policy ran
+            continue
         xs, ys = zip(*pts, strict=True)
         if pol == "belady":
             ax.plot(xs, ys, "--", color="black", lw=2, label="belady (offline ceiling)")
@@ -129,7 +132,10 @@ def _timeline(result: RunResult, rows: list[dict[str, Any]]) -> plt.Figure:
     x = table.column(xcol).to_numpy().astype(np.float64)
     lo, span = (float(x.min()), float(x.max() - x.min())) if len(x) else (0.0, 0.0)
     edges = np.linspace(lo, lo + max(span, 1e-9), _TIME_BINS + 1)
+    ran = {r["policy"] for r in rows if r["capacity"] == largest}
     for i, pol in enumerate(result.policies):
+        if pol not in ran:  # interrupted before this policy ran at that capacity
+            continue
         sub = table.filter(pc.and_(pc.equal(table.column("policy"), pol),
                                    pc.equal(table.column("capacity"), largest)))
         t = sub.column(xcol).to_numpy().astype(np.float64)

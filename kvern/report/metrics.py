@@ -41,15 +41,21 @@ REQUESTS_SCHEMA = pa.schema([
 
 
 def summary_table(trace: Trace, cfg: Config, results: Sequence[SimResult], labels: Sequence[str],
-                  policies: Sequence[str], specs: Sequence[CapacitySpec]) -> pa.Table:
-    """One row per policy × capacity, each model's cache summed (``model`` = "*" if several)."""
+                  policies: Sequence[str], specs: Sequence[CapacitySpec], models: Sequence[str]) -> pa.Table:
+    """One row per policy × capacity, each model's cache summed (``model`` = "*" if several).
+
+    ``results`` may lack some of ``models`` × ``policies`` × ``specs`` (an interrupted run): a
+    policy × capacity gets its row only once every model has run it.
+    """
     groups: dict[tuple[str, str], list[SimResult]] = {}
     for res, label in zip(results, labels, strict=True):
         groups.setdefault((res.policy, label), []).append(res)
     rows = []
     for policy in policies:
         for spec in specs:
-            rows.append(_summary_row(cfg, groups[(policy, spec.label)], policy, spec.label))
+            group = groups.get((policy, spec.label), [])
+            if len(group) == len(models):
+                rows.append(_summary_row(cfg, group, policy, spec.label))
     belady = {r["capacity"]: r["token_hit_rate"] for r in rows if r["policy"] == "belady"}
     for r in rows:
         ceiling = belady.get(r["capacity"])

@@ -2,6 +2,8 @@
 
 Load the trace, simulate every policy × capacity, write ``reports/<run>/`` and show the
 table (or the summary as JSON). Kept out of ``cli.py`` so the commands stay a few lines.
+On Ctrl-C the simulations that finished are written and shown the same way, marked
+partial, and the command exits 130.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.errors import Interrupted, UsageError
 from kvern.report.console import Output
-from kvern.sim.run import RunResult, run_simulation
+from kvern.sim.run import RunInterrupted, RunResult, run_simulation
 
 _PARAM = re.compile(r"^(?P<policy>[a-z_]+)\.(?P<key>[a-z_]+)=(?P<value>.+)$")
 
@@ -59,10 +61,19 @@ def simulate_and_report(trace_path: Path, cfg: Config, *, command: str, policies
             out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
         policies = kept or names
     trace = load_trace(trace_path, cfg, out=out, **load)
-    result = run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
-                            profile=profile, params=parse_params(params), out=out)
+    stopped: RunInterrupted | None = None
+    try:
+        result = run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
+                                profile=profile, params=parse_params(params), out=out)
+    except RunInterrupted as e:
+        stopped, result = e, e.result
     folder = run_folder(cfg, command, trace_path, profile, output)
     write_report(result, folder)
+    if stopped is not None:
+        out.warn(f"{stopped.message}: the report holds the {len(result.results)} that finished, "
+                 "marked partial")
     out.info(f"report written to {folder}/")
     out.result(summary_renderable(result), summary_document(result))
+    if stopped is not None:
+        raise Interrupted(f"{stopped.message}; partial report written to {folder}/")
     return result

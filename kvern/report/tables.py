@@ -34,7 +34,11 @@ def summary_renderable(result: RunResult) -> Table:
     caption = "gap = Belady's token hit rate minus the policy's, in points"
     if several:
         caption += f"\ncapacity is per model: each of the {len(models)} models has its own cache"
-    table = Table(title=f"{result.trace_name or 'trace'} · profile {result.profile} · ★ best online policy",
+    if result.partial:
+        not_run = len(result.settings.get("not_run", []))
+        caption += f"\nPARTIAL: interrupted, {not_run} simulation(s) did not run"
+    table = Table(title=f"{result.trace_name or 'trace'} · profile {result.profile} · ★ best online policy"
+                        + (" · PARTIAL" if result.partial else ""),
                   title_justify="left", caption=caption, caption_justify="left", box=box.SIMPLE_HEAD,
                   collapse_padding=True, pad_edge=False)
     table.add_column("capacity", justify="right", no_wrap=True)

@@ -3,13 +3,20 @@
 ``requests.parquet`` (request × policy × capacity), ``summary.parquet`` and ``summary.json``
 (policy × capacity, with the run's settings) and the charts. ``summary.json`` is
 deterministic: sorted keys, no timestamps, no absolute paths, so a rerun is byte-identical.
+
+An interrupted run is written by the same code, marked: ``"partial": true`` and ``not_run``
+(model × policy × capacity) in summary.json's settings, and the same under the ``kvern.report``
+key of both Parquet files' schema metadata. A complete run carries neither.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from kvern.report.atomic import write_json, write_parquet
 from kvern.sim.run import RunResult
@@ -27,14 +34,26 @@ def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "requests.parquet", folder / "summary.parquet", folder / "summary.json"]
-    write_parquet(result.requests, written[0])
-    write_parquet(result.summary, written[1])
+    write_parquet(_marked(result.requests, result), written[0])
+    write_parquet(_marked(result.summary, result), written[1])
     write_json(summary_document(result), written[2])
-    if charts:
+    if charts and (result.summary.num_rows or not result.partial):
         from kvern.report.charts import write_charts
 
         written.extend(write_charts(result, folder))
     return written
+
+
+PARTIAL_KEY = b"kvern.report"
+"""Schema metadata key of an interrupted run's Parquet files: JSON ``{"partial": true, "not_run": [...]}``."""
+
+
+def _marked(table: pa.Table, result: RunResult) -> pa.Table:
+    if not result.partial:
+        return table
+    mark = {"partial": True, "not_run": result.settings.get("not_run", [])}
+    meta = {**(table.schema.metadata or {}), PARTIAL_KEY: json.dumps(mark, sort_keys=True).encode()}
+    return table.replace_schema_metadata(meta)
 
 
 def _clean(value: Any) -> Any:

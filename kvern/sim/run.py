@@ -3,6 +3,10 @@
 This is what ``kvern replay``/``compare`` call, and the gate and sweep build on it. Each
 model has its own cache of the given capacity (a byte capacity is converted per model). The
 result carries the Arrow tables that ``kvern.report.write.write_report`` puts on disk.
+
+Ctrl-C keeps what finished: the simulations done so far (whole model × policy × capacity
+units; the one in flight is dropped) come back in a ``RunInterrupted`` whose result is
+marked partial, for the caller to write and show before exiting 130.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.errors import Interrupted, UsageError
 from kvern.ingest.trace import Trace
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
@@ -42,6 +46,20 @@ class RunResult:
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return self.summary.to_pylist()
+
+    @property
+    def partial(self) -> bool:
+        """Interrupted: only the simulations that finished are in the tables."""
+        return bool(self.settings.get("partial", False))
+
+
+class RunInterrupted(Interrupted):
+    """Ctrl-C during a run; ``result`` holds the simulations that finished, marked partial."""
+
+    def __init__(self, result: RunResult, planned: int) -> None:
+        super().__init__(f"interrupted after {len(result.results)} of {planned} simulations")
+        self.result = result
+        self.planned = planned
 
 
 def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
@@ -75,11 +93,16 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
 
     total = sum(p[1].num_requests for p in plan)
     results: list[SimResult] = []
-    with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
-        for _model, stream, name, (user, derived), _spec, cap in plan:
-            results.append(simulate(stream, name, cap, profile, user, advance=advance, run_defaults=derived))
-    labels = [p[4].label for p in plan]
-    summary = summary_table(trace, cfg, results, labels, names, specs)
+    interrupted = False
+    try:
+        with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
+            for _model, stream, name, (user, derived), _spec, cap in plan:
+                results.append(simulate(stream, name, cap, profile, user, advance=advance,
+                                        run_defaults=derived))
+    except KeyboardInterrupt:
+        interrupted = True
+    labels = [p[4].label for p in plan[:len(results)]]
+    summary = summary_table(trace, cfg, results, labels, names, specs, list(streams))
     requests = requests_table(trace, cfg, streams, results, labels)
     settings = {
         "trace": trace.meta.source,
@@ -91,7 +114,14 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
         "models": list(streams),
         "effective_flops": cfg.savings.effective_flops,
     }
-    return RunResult(trace.meta.source, profile, names, specs, results, summary, requests, settings)
+    if interrupted:  # only then: a complete run's summary.json stays as it always was
+        settings["partial"] = True
+        settings["not_run"] = [{"model": m, "policy": n, "capacity": spec.label}
+                               for m, _stream, n, _params, spec, _cap in plan[len(results):]]
+    result = RunResult(trace.meta.source, profile, names, specs, results, summary, requests, settings)
+    if interrupted:
+        raise RunInterrupted(result, len(plan))
+    return result
 
 
 def policy_params(name: str, cfg: Config, model: str,
