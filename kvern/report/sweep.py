@@ -11,6 +11,9 @@ Files in the run folder, each written atomically:
   deterministic (sorted keys, no timestamps), so a rerun is byte-identical.
 * ``sweep.png``: token hit rate against capacity, Belady as the ceiling, the infinite cache
   as a line, the LRU answers marked.
+
+An interrupted sweep is written the same way with what finished, marked: ``"partial": true``
+and ``not_run`` in sweep.json's settings and in the Parquet files' schema metadata.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from rich.table import Table
 from rich.text import Text
 
 from kvern.config import Config
+from kvern.errors import Interrupted
 from kvern.report.atomic import atomic_path, write_json, write_parquet
 from kvern.report.console import Output
+from kvern.report.write import mark_partial
 from kvern.sim.curve import LRUCurve
-from kvern.sim.sweep import PERCENTS, ModelSweep, SweepResult
+from kvern.sim.sweep import PERCENTS, ModelSweep, SweepInterrupted, SweepResult
 
 SWEEP_VERSION = 1
 _MAX_PLOTTED = 4000
@@ -118,11 +123,11 @@ def write_sweep(result: SweepResult, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "sweep.parquet", folder / "sweep.json"]
-    write_parquet(points_table(result), written[0])
+    write_parquet(mark_partial(points_table(result), result.settings), written[0])
     write_json(sweep_document(result), written[1])
     if result.exact_lru:
         written.append(folder / "lru_curve.parquet")
-        write_parquet(curve_table(result), written[-1])
+        write_parquet(mark_partial(curve_table(result), result.settings), written[-1])
     written.append(_chart(result, folder / "sweep.png"))
     return written
 
@@ -131,9 +136,13 @@ def write_sweep(result: SweepResult, folder: str | Path) -> list[Path]:
 
 def sweep_renderable(result: SweepResult) -> Group:
     parts: list[Any] = []
+    if result.partial:
+        parts.append(Text(f"PARTIAL: interrupted, {len(result.settings.get('not_run', []))} run(s) did not "
+                          "finish; a policy without all its points has no answers", style="bold red"))
     for m in result.models:
+        rate = "not run" if m.achievable_rate is None else f"{m.achievable_rate:.2%}"
         table = Table(title=f"{result.trace_name or 'trace'} · {m.model} · profile {result.profile} · "
-                            f"achievable token hit rate {m.achievable_rate:.2%}", title_justify="left",
+                            f"achievable token hit rate {rate}", title_justify="left",
                       caption="blocks to reach that share of the achievable token hit rate"
                               + ("" if result.exact_lru else " (≤ N: smallest sampled capacity that does)"),
                       caption_justify="left")
@@ -149,6 +158,7 @@ def sweep_renderable(result: SweepResult) -> Group:
                     cells.append("not reached")
                 else:
                     cells.append(f"{'' if a.exact else '≤ '}{a.capacity_blocks:,}")
+            cells = cells or ["not run"] * len(PERCENTS)  # an interrupted sweep
             table.add_row(name, *cells, style="dim" if name == "belady" else None)
         parts.append(table)
         lines = [a.words() for a in m.answers if a.policy == _headline_policy(result)]
@@ -193,8 +203,9 @@ def _plot_model(ax: Any, result: SweepResult, m: ModelSweep) -> None:
             ax.step(cx, cy * scale, where="post", color=colors["lru"], lw=1.8, label="lru (exact, one pass)")
         else:
             ax.plot(xs, ys, "o-", ms=4, color=colors.get(name, f"C{i + 4}"), label=name)
-    ax.axhline(m.achievable_rate * 100, color="grey", ls=":", lw=1.5,
-               label=f"infinite cache ({m.achievable_rate:.1%})")
+    if m.achievable_rate is not None:
+        ax.axhline(m.achievable_rate * 100, color="grey", ls=":", lw=1.5,
+                   label=f"infinite cache ({m.achievable_rate:.1%})")
     headline = _headline_policy(result)
     reached = {p.capacity_blocks: p.cached_tokens for p in m.points if p.policy == headline}
     for a in m.answers:
@@ -208,7 +219,9 @@ def _plot_model(ax: Any, result: SweepResult, m: ModelSweep) -> None:
     ax.set_xscale("log")
     ax.set_xlabel(f"capacity (blocks of {m.block_size} tokens, log scale)")
     ax.set_ylabel("token hit rate (%)")
-    ax.set_ylim(0, max(5.0, m.achievable_rate * 100 * 1.08))
+    top_rate = m.achievable_rate if m.achievable_rate is not None else max(
+        (p.token_hit_rate for p in m.points), default=0.0)
+    ax.set_ylim(0, max(5.0, top_rate * 100 * 1.08))
     ax.grid(alpha=0.3, which="both")
     if m.kv_bytes_per_token is not None:
         per_block = m.block_size * m.kv_bytes_per_token / 2**30
@@ -249,12 +262,20 @@ def sweep_and_report(trace_path: Path, cfg: Config, *, policies: str | None, cap
             out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
         policies = ",".join(kept or configured)
     trace = load_trace(trace_path, cfg, out=out, **load)
-    result = run_sweep(trace, cfg, policies=policies, profile=profile,
-                       capacity=capacity, points=points, params=parse_params(params), jobs=jobs, out=out)
+    stopped: SweepInterrupted | None = None
+    try:
+        result = run_sweep(trace, cfg, policies=policies, profile=profile, capacity=capacity, points=points,
+                           params=parse_params(params), jobs=jobs, out=out)
+    except SweepInterrupted as e:
+        stopped, result = e, e.result
     folder = run_folder(cfg, "sweep", trace_path, profile, output)
     write_sweep(result, folder)
+    if stopped is not None:
+        out.warn(f"{stopped.message}: the report holds those that finished, marked partial")
     out.info(f"report written to {folder}/")
     out.result(sweep_renderable(result), _clean(sweep_document(result)))
+    if stopped is not None:
+        raise Interrupted(f"{stopped.message}; partial report written to {folder}/")
     return result
 
 

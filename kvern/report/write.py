@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,15 @@ PARTIAL_KEY = b"kvern.report"
 
 
 def _marked(table: pa.Table, result: RunResult) -> pa.Table:
-    if not result.partial:
+    return mark_partial(table, result.settings)
+
+
+def mark_partial(table: pa.Table, settings: Mapping[str, Any]) -> pa.Table:
+    """``table`` with the partial mark in its schema metadata if ``settings`` say the run was
+    interrupted; unchanged otherwise."""
+    if not settings.get("partial"):
         return table
-    mark = {"partial": True, "not_run": result.settings.get("not_run", [])}
+    mark = {"partial": True, "not_run": settings.get("not_run", [])}
     meta = {**(table.schema.metadata or {}), PARTIAL_KEY: json.dumps(mark, sort_keys=True).encode()}
     return table.replace_schema_metadata(meta)
 

@@ -5,21 +5,26 @@ capacity, from ``kvern.sim.curve``; every other policy (and LRU under other prof
 simulated at log-spaced capacities, the runs spread over the machine's cores. Then, per
 model and policy, the *capacity answer*: the smallest cache that reaches 50/80/90/95% of
 the achievable token hit rate (the infinite cache's), in blocks, tokens and bytes of KV.
+
+Ctrl-C keeps what finished: ``run_sweep`` raises ``SweepInterrupted`` holding a result with
+the points that were simulated (the runs in flight are dropped), marked partial; a policy
+whose points are not all there (or a model without its achievable rate) gets no capacity
+answers, since a missing capacity could change them.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.errors import Interrupted, UsageError
 from kvern.ingest.trace import Trace
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
@@ -117,8 +122,9 @@ class ModelSweep:
     capacities: list[int]
     """Sampled capacities in blocks, ascending."""
     prompt_tokens: int
-    achievable_tokens: int
-    """Cached tokens with an unbounded cache under the profile (the ceiling of every policy)."""
+    achievable_tokens: int | None
+    """Cached tokens with an unbounded cache under the profile (the ceiling of every policy);
+    None when an interrupted sweep did not get to it."""
     kv_bytes_per_token: int | None
     points: list[Point]
     answers: list[Answer]
@@ -126,7 +132,9 @@ class ModelSweep:
     """The exact LRU curve, when the profile supports it."""
 
     @property
-    def achievable_rate(self) -> float:
+    def achievable_rate(self) -> float | None:
+        if self.achievable_tokens is None:
+            return None
         return self.achievable_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
 
@@ -142,6 +150,19 @@ class SweepResult:
     def exact_lru(self) -> bool:
         """LRU came from the one-pass curve (an exact profile, and LRU among the policies)."""
         return any(m.curve is not None for m in self.models)
+
+    @property
+    def partial(self) -> bool:
+        """Interrupted: only the points that finished are here."""
+        return bool(self.settings.get("partial", False))
+
+
+class SweepInterrupted(Interrupted):
+    """Ctrl-C during a sweep; ``result`` holds what finished, marked partial."""
+
+    def __init__(self, result: SweepResult, done: int, planned: int) -> None:
+        super().__init__(f"interrupted after {done} of {planned} simulations")
+        self.result = result
 
 
 def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profile: str,
@@ -175,23 +196,27 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
     for model, stream in streams.items():
         caps = _capacities(stream, specs, points, cfg, model, exact)
         plans[model] = caps
+        if not use_curve:  # the achievable rate: LRU in a cache that never has to evict (first,
+            # so that an interrupted sweep most likely has it)
+            tasks.append((model, "lru", unbounded_capacity(stream), policy_params("lru", cfg, model, params)))
         for name in names:
             merged = policy_params(name, cfg, model, params)
             make_policy(name, merged)  # unknown parameters fail here, even for the curve
             if not (use_curve and name == "lru"):
                 tasks.extend((model, name, c, merged) for c in caps)
-        if not use_curve:  # the achievable rate: LRU in a cache that never has to evict
-            tasks.append((model, "lru", unbounded_capacity(stream), policy_params("lru", cfg, model, params)))
 
-    results = _run_parallel(tasks, streams, profile, jobs, out)
-    by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True)}
+    results, interrupted = _run_parallel(tasks, streams, profile, jobs, out)
+    by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True) if r is not None}
     curves: dict[str, LRUCurve | None] = dict.fromkeys(streams)
-    if use_curve:
-        with out.progress("one-pass LRU curve", len(streams)) as advance:
-            for model, stream in streams.items():
-                curves[model] = lru_curve(stream, last_token_rule=get_profile(profile).last_token_rule)
-                advance(1)
-    models = [_model_sweep(cfg, stream, names, plans[model], by_task, curves[model])
+    if use_curve and not interrupted:
+        try:
+            with out.progress("one-pass LRU curve", len(streams)) as advance:
+                for model, stream in streams.items():
+                    curves[model] = lru_curve(stream, last_token_rule=get_profile(profile).last_token_rule)
+                    advance(1)
+        except KeyboardInterrupt:
+            interrupted = True
+    models = [_model_sweep(cfg, stream, names, plans[model], by_task, curves[model], use_curve)
               for model, stream in streams.items()]
     settings = {
         "trace": trace.meta.source, "profile": profile, "policies": names,
@@ -199,7 +224,17 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
         "block_size": trace.meta.block_size, "models": list(streams),
         "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
     }
-    return SweepResult(trace.meta.source, profile, names, models, settings)
+    if not interrupted:  # a complete sweep's settings stay as they always were
+        return SweepResult(trace.meta.source, profile, names, models, settings)
+    # What did not run: simulations by capacity, an LRU curve as a whole (capacity_blocks None).
+    settings["partial"] = True
+    settings["not_run"] = [{"model": t[0], "policy": t[1], "capacity_blocks": t[2]}
+                           for t, r in zip(tasks, results, strict=True) if r is None]
+    if use_curve:
+        settings["not_run"] += [{"model": m, "policy": "lru", "capacity_blocks": None}
+                                for m, c in curves.items() if c is None]
+    result = SweepResult(trace.meta.source, profile, names, models, settings)
+    raise SweepInterrupted(result, sum(r is not None for r in results), len(tasks))
 
 
 # -- capacities ----------------------------------------------------------------------------------
@@ -234,18 +269,30 @@ def _simulate_task(task: tuple[str, str, int, dict[str, Any]]) -> SimResult:
     return simulate(_STREAMS[model], policy, cap, _PROFILE, params)
 
 
+def _indexed_task(item: tuple[int, tuple[str, str, int, dict[str, Any]]]) -> tuple[int, SimResult]:
+    return item[0], _simulate_task(item[1])
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which keeps what finished and ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
-                  profile: str, jobs: int | None, out: Output) -> list[SimResult]:
-    """Run the simulations across ``jobs`` processes (default: all cores), results in task order."""
+                  profile: str, jobs: int | None, out: Output) -> tuple[list[SimResult | None], bool]:
+    """Run the simulations across ``jobs`` processes (default: all cores), results in task order.
+
+    On Ctrl-C: (the results so far, None where a task did not finish; True).
+    """
     global _STREAMS, _PROFILE
     _STREAMS, _PROFILE = dict(streams), profile
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if jobs < 1:
         raise UsageError(f"--jobs: {jobs}; at least 1")
-    if not tasks:
-        return []
     results: list[SimResult | None] = [None] * len(tasks)
+    if not tasks:
+        return results, False
     try:
         if jobs == 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
             with out.progress(f"simulating {len(tasks)} runs", len(tasks)) as advance:
@@ -253,39 +300,51 @@ def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Ma
                     results[i] = _simulate_task(task)
                     advance(1)
         else:
-            # Workers fork at the first submit, before the progress bar starts its thread.
-            with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=mp.get_context("fork")) as pool:
-                futures: dict[Future[SimResult], int] = {}
-                for i, task in enumerate(tasks):
-                    futures[pool.submit(_simulate_task, task)] = i
+            # Workers fork here, before the progress bar starts its thread.
+            pool = mp.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_ignore_sigint)
+            try:
                 with out.progress(f"simulating {len(tasks)} runs on {jobs} cores", len(tasks)) as advance:
-                    for fut in as_completed(futures):
-                        results[futures[fut]] = fut.result()
+                    for i, res in pool.imap_unordered(_indexed_task, enumerate(tasks)):
+                        results[i] = res
                         advance(1)
+                pool.close()
+            finally:
+                pool.terminate()  # on Ctrl-C, the runs in flight are dropped
+                pool.join()
+    except KeyboardInterrupt:
+        return results, True
     finally:
         _STREAMS, _PROFILE = {}, ""
     assert all(r is not None for r in results), "a simulation task returned nothing"
-    return results  # type: ignore[return-value]
+    return results, False
 
 
 # -- per model: points and answers -----------------------------------------------------------------
 
 def _model_sweep(cfg: Config, stream: BlockStream, names: list[str], caps: list[int],
-                 by_task: Mapping[tuple[str, str, int], SimResult], curve: LRUCurve | None) -> ModelSweep:
+                 by_task: Mapping[tuple[str, str, int], SimResult], curve: LRUCurve | None,
+                 use_curve: bool) -> ModelSweep:
+    """``by_task`` and ``curve`` may lack what an interrupted sweep did not run: the points
+    that did run are kept, and answers come only with every point and the achievable rate."""
     model = stream.model
     geometry = cfg.model(model).geometry
     per_token = None if geometry is None else geometry.kv_bytes_per_token
     prompt = int(stream.prompt_tokens.sum())
+    achievable: int | None = None
     if curve is not None:
         achievable = int(curve.cached_tokens[-1])
-    else:
+    elif not use_curve and (model, "lru", unbounded_capacity(stream)) in by_task:
         achievable = by_task[(model, "lru", unbounded_capacity(stream))].total_cached_tokens
     points: list[Point] = []
     answers: list[Answer] = []
     for name in names:
-        row = [_curve_point(curve, model, c) if (curve is not None and name == "lru")
-               else _sim_point(by_task[(model, name, c)]) for c in caps]
+        if use_curve and name == "lru":
+            row = [] if curve is None else [_curve_point(curve, model, c) for c in caps]
+        else:
+            row = [_sim_point(by_task[(model, name, c)]) for c in caps if (model, name, c) in by_task]
         points.extend(row)
+        if achievable is None or len(row) < len(caps):
+            continue
         for pct in PERCENTS:
             target = -(-pct * achievable // 100)
             if curve is not None and name == "lru":

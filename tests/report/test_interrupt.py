@@ -152,3 +152,35 @@ def test_interrupted_two_model_run_has_only_whole_rows(tmp_path: Path) -> None:
     assert {p.name for p in written} >= {"summary.json", "policies.png", "timeline.png"}
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["partial"] is True
     assert isinstance(pq.read_table(tmp_path / "requests.parquet"), pa.Table)
+
+
+def test_interrupted_sweep_keeps_the_finished_points(tmp_path: Path) -> None:
+    from trace_paths import MOONCAKE
+
+    from kvern.ingest.blocks import hash_id_block_keys
+    from kvern.report.sweep import points_table, sweep_document, write_sweep
+    from kvern.sim.sweep import SweepInterrupted, run_sweep
+    from tests.sim.curve_helpers import make_trace
+
+    rows = [json.loads(line) for line in MOONCAKE.read_text().splitlines()[:1500]]
+    trace = make_trace([(hash_id_block_keys("default", r["hash_ids"]), r["input_length"]) for r in rows], 512)
+    kw = {"policies": "lru,fifo", "capacity": "100:5000", "points": 4, "profile": "vllm", "jobs": 1}
+    full = run_sweep(trace, Config(), **kw)  # type: ignore[arg-type]
+    # Tasks: the unbounded LRU run (the achievable rate), lru × 4, fifo × 4; Ctrl-C after 6.
+    with pytest.raises(SweepInterrupted) as info:
+        run_sweep(trace, Config(), out=CtrlCAfter(6), **kw)  # type: ignore[arg-type]
+    cut = info.value.result
+    (m,), (whole,) = cut.models, full.models
+    assert cut.partial and not full.partial
+    assert cut.settings["not_run"] == [{"model": m.model, "policy": "fifo", "capacity_blocks": c}
+                                       for c in whole.capacities[1:]]
+    assert m.achievable_tokens == whole.achievable_tokens
+    assert m.points == whole.points[:5]
+    # lru ran at every capacity: its answers stand; fifo's could change with the missing points.
+    assert m.answers == [a for a in whole.answers if a.policy == "lru"]
+    assert points_table(cut).equals(points_table(full).slice(0, 5))
+    write_sweep(cut, tmp_path)
+    mark = json.loads(pq.read_table(tmp_path / "sweep.parquet").schema.metadata[PARTIAL_KEY])
+    assert mark == {"partial": True, "not_run": cut.settings["not_run"]}
+    assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(sweep_document(cut)))
+    assert "partial" not in sweep_document(full)["settings"]
