@@ -145,11 +145,14 @@ def metric_value(row: Mapping[str, Any], metric: str) -> float:
 
 
 def select_row(rows: Sequence[Mapping[str, Any]], policy: str, capacity: str) -> Mapping[str, Any]:
-    """The summary row of ``policy`` at the capacity labelled ``capacity`` (as given: "10000")."""
-    for row in rows:
+    """The summary row of ``policy`` at the capacity labelled ``capacity`` (as given: "10000")
+    over the whole trace: with several models, the "*" row, not a model's own."""
+    from kvern.report.metrics import aggregate_rows
+
+    for row in aggregate_rows(rows):
         if row.get("policy") == policy and str(row.get("capacity")) == capacity:
             return row
-    have = ", ".join(f"{r.get('policy')}@{r.get('capacity')}" for r in rows) or "none"
+    have = ", ".join(f"{r.get('policy')}@{r.get('capacity')}" for r in aggregate_rows(rows)) or "none"
     raise UsageError(f"no summary row for policy {policy} at capacity {capacity} (have: {have})")
 
 

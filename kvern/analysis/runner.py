@@ -142,14 +142,16 @@ def run_gate(load: Load, cfg: Config, *, baseline: Path | None, thresholds: Thre
 
 
 def gate_row(trace: Trace, cfg: Config, settings: GateSettings, out: Output) -> dict[str, Any]:
-    """The summary row of the gate's one simulation (JSON-clean)."""
+    """The summary row of the gate's one simulation over the whole trace (JSON-clean; with
+    several models the "*" row, not a model's own)."""
+    from kvern.report.metrics import aggregate_rows
     from kvern.report.write import summary_document
     from kvern.sim.run import run_simulation
 
     result = run_simulation(trace, cfg, policies=[settings.policy], capacities=settings.capacity,
                             profile=settings.profile, out=out)
-    [row] = summary_document(result)["summary"]
-    return row
+    [row] = aggregate_rows(summary_document(result)["summary"], result.settings["models"])
+    return dict(row)
 
 
 def measure_rules(load: Load, cfg: Config, trace: Trace, rules: list[NormalizeRule], settings: GateSettings,

@@ -31,7 +31,8 @@ _TIME_BINS = 48
 
 
 def write_charts(result: RunResult, folder: Path) -> list[Path]:
-    rows = result.summary.to_pylist()
+    """The charts of the rows over the whole trace (with several models, the "*" rows)."""
+    rows = result.aggregate_rows()
     paths = [_save(_policies(result, rows), folder / "policies.png")]
     if len(result.capacities) > 1:
         paths.append(_save(_capacity(result, rows), folder / "capacity.png"))

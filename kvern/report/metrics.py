@@ -1,4 +1,5 @@
-"""Metrics tables of a run (DESIGN.md §5, §7): per request and per policy × capacity.
+"""Metrics tables of a run (DESIGN.md §5, §7): per request, and per policy × capacity (and
+per model × policy × capacity when the trace has several models).
 
 Three hit rates, named apart because tools disagree on them: ``token_hit_rate`` (Σ cached /
 Σ prompt tokens), ``request_hit_rate`` (share of requests with any cached token) and
@@ -9,6 +10,7 @@ geometry; where a model lacks it they are null ("n/a"), never a guess.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,12 +42,20 @@ REQUESTS_SCHEMA = pa.schema([
 ])
 
 
+ALL_MODELS = "*"
+"""``model`` of a summary row over every model of a trace with several."""
+
+
 def summary_table(trace: Trace, cfg: Config, results: Sequence[SimResult], labels: Sequence[str],
                   policies: Sequence[str], specs: Sequence[CapacitySpec], models: Sequence[str]) -> pa.Table:
-    """One row per policy × capacity, each model's cache summed (``model`` = "*" if several).
+    """One row per policy × capacity over the whole trace, then, with several models, one per
+    model × policy × capacity.
 
-    ``results`` may lack some of ``models`` × ``policies`` × ``specs`` (an interrupted run): a
-    policy × capacity gets its row only once every model has run it.
+    The first rows sum every model's cache (``model`` = "*" if several; with one model they
+    are its rows and nothing follows). With several models each model's own rows follow in run
+    order (``model`` its name, ``capacity_blocks`` its own cache, ``gap_to_belady`` against its
+    own Belady row). ``results`` may lack some units (an interrupted run): a policy × capacity
+    gets its "*" row only once every model has run it.
     """
     groups: dict[tuple[str, str], list[SimResult]] = {}
     for res, label in zip(results, labels, strict=True):
@@ -56,11 +66,24 @@ def summary_table(trace: Trace, cfg: Config, results: Sequence[SimResult], label
             group = groups.get((policy, spec.label), [])
             if len(group) == len(models):
                 rows.append(_summary_row(cfg, group, policy, spec.label))
-    belady = {r["capacity"]: r["token_hit_rate"] for r in rows if r["policy"] == "belady"}
+    if len(models) > 1:
+        rows += [_summary_row(cfg, [res], res.policy, label)
+                 for res, label in zip(results, labels, strict=True)]
+    belady = {(r["model"], r["capacity"]): r["token_hit_rate"] for r in rows if r["policy"] == "belady"}
     for r in rows:
-        ceiling = belady.get(r["capacity"])
+        ceiling = belady.get((r["model"], r["capacity"]))
         r["gap_to_belady"] = None if ceiling is None else ceiling - r["token_hit_rate"]
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
+
+
+def aggregate_rows(rows: Sequence[Mapping[str, Any]], models: Sequence[str] | None = None
+                   ) -> list[Mapping[str, Any]]:
+    """The summary rows over the whole trace (one per policy × capacity): ``model`` "*" when the
+    run had several ``models``, else every row. Without ``models`` (rows read back from a file)
+    several are assumed when a row is "*" or rows name more than one model."""
+    names = {r.get("model") for r in rows}
+    several = len(models) > 1 if models is not None else (ALL_MODELS in names or len(names) > 1)
+    return [r for r in rows if r.get("model") == ALL_MODELS] if several else list(rows)
 
 
 def _summary_row(cfg: Config, group: list[SimResult], policy: str, label: str) -> dict:
@@ -83,7 +106,7 @@ def _summary_row(cfg: Config, group: list[SimResult], policy: str, label: str) -
     return {
         "policy": policy, "policy_label": first.policy_label, "profile": first.profile, "capacity": label,
         "capacity_blocks": sum(g.capacity_blocks for g in group), "block_size": first.block_size,
-        "model": first.model if len(group) == 1 else "*", "requests": n, "prompt_tokens": total_prompt,
+        "model": first.model if len(group) == 1 else ALL_MODELS, "requests": n, "prompt_tokens": total_prompt,
         "cached_tokens": total_cached, "hit_requests": int((cached > 0).sum()),
         "token_hit_rate": total_cached / total_prompt if total_prompt else 0.0,
         "request_hit_rate": float((cached > 0).mean()) if n else 0.0,

@@ -1,22 +1,32 @@
-"""Console tables of a run: one Rich table per run, the best online policy marked."""
+"""Console tables of a run: one Rich table per run, the best online policy marked.
+
+With several models the main table shows the rows over the whole trace ("*"), and a compact
+per-model table follows (token hit rate per policy, each model's own cache), 80 columns wide.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich import box
+from rich.console import Group, RenderableType
 from rich.table import Table
 
+from kvern.report.metrics import aggregate_rows
 from kvern.sim.run import RunResult
+
+_MODEL_WIDTH = 18
+"""Model names are cut to this in the per-model table (so that five policies fit in 80 columns)."""
 
 
 def best_policies(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Capacity label -> the online (non-Belady) policy with the highest token hit rate.
+    """Capacity label -> the online (non-Belady) policy with the highest token hit rate, among
+    the rows over the whole trace (``aggregate_rows``: a model's own rows are not compared).
 
     Ties go to the policy listed first, so the mark is deterministic.
     """
     best: dict[str, tuple[float, str]] = {}
-    for r in rows:
+    for r in aggregate_rows(rows):
         if r["policy"] == "belady":
             continue
         cur = best.get(r["capacity"])
@@ -25,9 +35,10 @@ def best_policies(rows: list[dict[str, Any]]) -> dict[str, str]:
     return {cap: name for cap, (_, name) in best.items()}
 
 
-def summary_renderable(result: RunResult) -> Table:
-    """Rows grouped by capacity; ★ marks the best online policy, Belady (the ceiling) is dim."""
-    rows = result.summary.to_pylist()
+def summary_renderable(result: RunResult) -> RenderableType:
+    """Rows grouped by capacity; ★ marks the best online policy, Belady (the ceiling) is dim.
+    With several models, the per-model table follows."""
+    rows = result.aggregate_rows()
     best = best_policies(rows)
     models = result.settings.get("models", [])
     several = len(models) > 1
@@ -71,4 +82,34 @@ def summary_renderable(result: RunResult) -> Table:
             "—" if r["gap_to_belady"] is None else f"{r['gap_to_belady'] * 100:.2f}",
             style="bold green" if star else ("dim" if r["policy"] == "belady" else None),
         )
+    return Group(table, per_model_renderable(result)) if several else table
+
+
+def per_model_renderable(result: RunResult) -> Table:
+    """Model × capacity lines, a token hit rate column per policy; ★ the best online policy of
+    the line. ``blocks`` is the model's own cache (a token or byte capacity differs per model)."""
+    rows = result.model_rows()
+    table = Table(title="per model · token hit rate · ★ best online policy", title_justify="left",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("model", no_wrap=True, max_width=_MODEL_WIDTH, overflow="ellipsis")
+    table.add_column("capacity", justify="right", no_wrap=True)
+    table.add_column("blocks", justify="right", no_wrap=True)
+    for name in result.policies:
+        table.add_column(name, justify="right", no_wrap=True)
+    cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["model"], r["capacity"]), {})[r["policy"]] = r
+    last = None
+    for (model, cap), by_policy in cells.items():
+        if last is not None and model != last:
+            table.add_section()
+        online = [p for p in result.policies if p != "belady" and p in by_policy]
+        top = max(online, key=lambda p: by_policy[p]["token_hit_rate"], default=None)  # ties: the first
+        blocks = next(iter(by_policy.values()))["capacity_blocks"]
+        line = [model if model != last else "", cap, f"{blocks:,}"]
+        for name in result.policies:
+            r = by_policy.get(name)
+            line.append("—" if r is None else f"{'★' if name == top else ''}{r['token_hit_rate']:.2%}")
+        table.add_row(*line)
+        last = model
     return table

@@ -1,7 +1,8 @@
 """Write a run's report folder (DESIGN.md §7), every file atomically.
 
 ``requests.parquet`` (request × policy × capacity), ``summary.parquet`` and ``summary.json``
-(policy × capacity, with the run's settings) and the charts. ``summary.json`` is
+(policy × capacity, then model × policy × capacity with several models; with the run's
+settings) and the charts. ``summary.json`` is
 deterministic: sorted keys, no timestamps, no absolute paths, so a rerun is byte-identical.
 
 An interrupted run is written by the same code, marked: ``"partial": true`` and ``not_run``
@@ -38,7 +39,7 @@ def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) 
     write_parquet(_marked(result.requests, result), written[0])
     write_parquet(_marked(result.summary, result), written[1])
     write_json(summary_document(result), written[2])
-    if charts and (result.summary.num_rows or not result.partial):
+    if charts and (result.aggregate_rows() or not result.partial):  # a chart needs a row
         from kvern.report.charts import write_charts
 
         written.extend(write_charts(result, folder))

@@ -39,13 +39,26 @@ class RunResult:
     results: list[SimResult]
     """One per model × policy × capacity, in that nesting order."""
     summary: pa.Table
-    """One row per policy × capacity (all models together); columns in the README."""
+    """One row per policy × capacity (all models together), then with several models one per
+    model × policy × capacity; columns in the README."""
     requests: pa.Table
     """One row per request × policy × capacity."""
     settings: dict[str, Any] = field(default_factory=dict)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return self.summary.to_pylist()
+
+    def aggregate_rows(self) -> list[dict[str, Any]]:
+        """The summary rows over the whole trace, one per policy × capacity."""
+        from kvern.report.metrics import aggregate_rows
+
+        return aggregate_rows(self.summary_rows(), self.settings.get("models", []))  # type: ignore[return-value]
+
+    def model_rows(self) -> list[dict[str, Any]]:
+        """With several models, each model's own rows (model × policy × capacity); else none."""
+        if len(self.settings.get("models", [])) < 2:
+            return []
+        return [r for r in self.summary_rows() if r["model"] != "*"]
 
     @property
     def partial(self) -> bool:

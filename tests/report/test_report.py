@@ -15,6 +15,7 @@ from kvern.config import Config, KVGeometry, ModelConfig
 from kvern.errors import UsageError
 from kvern.ingest.blocks import hash_id_block_keys
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
+from kvern.report.console import Output
 from kvern.report.tables import best_policies
 from kvern.report.write import write_report
 from kvern.sim.run import run_simulation
@@ -44,9 +45,10 @@ def test_summary_rows_hit_rates_and_savings() -> None:
     cfg = Config(models={"g": ModelConfig(geometry=TINY)})
     trace = two_model_trace()
     res = run_simulation(trace, cfg, policies=["lru", "belady"], capacities=[10, "64 tok"], profile="vllm")
-    rows = res.summary_rows()
+    rows = res.aggregate_rows()
     assert [(r["policy"], r["capacity"], r["capacity_blocks"]) for r in rows] == [
         ("lru", "10", 20), ("lru", "64 tok", 32), ("belady", "10", 20), ("belady", "64 tok", 32)]
+    assert res.summary_rows()[:4] == rows  # the rows over the whole trace come first, as before
     r = rows[0]
     # g: r2 hits [x,y] = 8 tokens (capped at (10−1)//4 = 2 blocks); n: [x] of 4 tokens never hits.
     assert (r["model"], r["requests"], r["prompt_tokens"], r["cached_tokens"]) == ("*", 4, 26, 8)
@@ -57,9 +59,34 @@ def test_summary_rows_hit_rates_and_savings() -> None:
     assert r["gap_to_belady"] == 0.0
     assert res.requests.num_rows == 4 * 2 * 2
 
+    # Then each model's own rows, in run order (model, policy, capacity); 64 tok = 16 blocks each.
+    own = res.model_rows()
+    assert res.summary_rows()[4:] == own
+    assert [(r["model"], r["policy"], r["capacity"], r["capacity_blocks"]) for r in own] == [
+        (m, p, c, b) for m in ("g", "n") for p in ("lru", "belady") for c, b in (("10", 10), ("64 tok", 16))]
+    g, n = own[0], own[4]
+    assert (g["requests"], g["prompt_tokens"], g["cached_tokens"], g["hit_requests"]) == (2, 18, 8, 1)
+    assert g["token_hit_rate"] == pytest.approx(8 / 18)
+    assert (g["request_hit_rate"], g["mean_request_hit_ratio"]) == (0.5, pytest.approx(0.8 / 2))
+    g_saved, g_full = 2e9 * 8 + 16 * 8 * 7, (2e9 * 8 + 16 * 8 * 7) + (2e9 * 10 + 16 * 10 * 9)
+    assert g["flops_saved"] == pytest.approx(g_saved)  # g has geometry: its own savings are known
+    assert g["flops_saved_ratio"] == pytest.approx(g_saved / g_full)
+    # n: a 4-token prompt may use at most (4 − 1) // 4 = 0 blocks under vllm.
+    assert (n["requests"], n["prompt_tokens"], n["cached_tokens"], n["token_hit_rate"]) == (2, 8, 0, 0.0)
+    assert n["flops_saved"] is None and n["time_saved_s"] is None
+    assert g["gap_to_belady"] == 0.0 and n["gap_to_belady"] == 0.0  # each against its own Belady
+    for agg in rows:  # the "*" row sums its models' rows
+        parts = [o for o in own if (o["policy"], o["capacity"]) == (agg["policy"], agg["capacity"])]
+        for col in ("requests", "prompt_tokens", "cached_tokens", "hit_requests", "capacity_blocks",
+                    "evicted_blocks", "unschedulable_requests"):
+            assert agg[col] == sum(o[col] for o in parts), col
+
     only_g = Trace(trace.table.filter(pa.compute.equal(trace.table.column("model"), "g")), trace.meta)
     res_g = run_simulation(only_g, cfg, policies="lru", capacities="10", profile="vllm")
-    row = res_g.summary_rows()[0]
+    [row] = res_g.summary_rows()  # one model: one row per policy × capacity, no per-model rows
+    assert res_g.model_rows() == [] and res_g.aggregate_rows() == [row]
+    assert {k: v for k, v in row.items() if k != "gap_to_belady"} == {
+        k: v for k, v in g.items() if k != "gap_to_belady"}  # g alone = g's own row in the pair
     saved, full = 2e9 * 8 + 16 * 8 * 7, (2e9 * 8 + 16 * 8 * 7) + (2e9 * 10 + 16 * 10 * 9)
     assert row["model"] == "g"
     assert row["flops_saved"] == pytest.approx(saved)
@@ -88,7 +115,7 @@ def test_report_files_and_byte_identical_rerun(tmp_path: Path) -> None:
     a, b = (tmp_path / "a" / "summary.json").read_bytes(), (tmp_path / "b" / "summary.json").read_bytes()
     assert a == b
     doc = json.loads(a)
-    assert doc["settings"]["profile"] == "ideal" and len(doc["summary"]) == 6
+    assert doc["settings"]["profile"] == "ideal" and len(doc["summary"]) == 6 + 2 * 6
     assert pq.read_table(tmp_path / "a" / "requests.parquet").num_rows == 4 * 3 * 2
     assert not list(tmp_path.glob("*/.*.tmp"))  # no temp files left behind
 
@@ -147,3 +174,36 @@ def test_param_flags() -> None:
     with pytest.raises(UsageError, match=r"unknown parameter 'decay' \(valid: half_life\)"):
         run_simulation(two_model_trace(), Config(), policies="lfu", capacities="10", profile="ideal",
                        params={"lfu": {"decay": 1}})
+
+
+def test_gate_and_tables_take_the_rows_over_the_whole_trace() -> None:
+    from rich.console import Console
+
+    from kvern.analysis.runner import GateSettings, gate_row
+    from kvern.gate import select_row
+    from kvern.report.tables import per_model_renderable, summary_renderable
+
+    cfg = Config(models={"g": ModelConfig(geometry=TINY)})
+    res = run_simulation(two_model_trace(), cfg, policies="lru,fifo,belady", capacities="10", profile="vllm")
+    rows = res.summary_rows()
+    assert len(rows) == 3 + 2 * 3
+    assert select_row(rows, "lru", "10")["model"] == "*"
+    assert select_row(rows[::-1], "lru", "10") == rows[0]  # not the first match: the "*" row
+    row = gate_row(two_model_trace(), cfg, GateSettings("lru", "10", "vllm"), Output(quiet=True))
+    assert row == {**rows[0], "gap_to_belady": None}  # the gate runs lru alone: no Belady
+    # The table ranks the "*" rows; the per-model lines follow, 80 columns wide.
+    assert best_policies(rows) == {"10": "lru"}
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_renderable(res))
+    text = console.export_text()
+    assert "per model" in text and max(len(line) for line in text.splitlines()) <= 80
+    lines = [line.split() for line in text.splitlines()]
+    assert ["g", "10", "10", "★44.44%", "44.44%", "44.44%"] in lines  # g: 8 of 18 tokens
+    assert ["n", "10", "10", "★0.00%", "0.00%", "0.00%"] in lines
+    one = run_simulation(two_model_trace(), cfg, policies="lru", capacities="10", profile="vllm")
+    assert per_model_renderable(one).row_count == 2
+    single = run_simulation(Trace(two_model_trace().table.slice(0, 1), two_model_trace().meta), cfg,
+                            policies="lru", capacities="10", profile="vllm")
+    console = Console(width=80, record=True, color_system=None)
+    console.print(summary_renderable(single))
+    assert "per model" not in console.export_text()
