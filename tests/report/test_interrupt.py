@@ -148,6 +148,11 @@ def test_interrupted_two_model_run_has_only_whole_rows(tmp_path: Path) -> None:
                  if (r["model"], r["policy"], r["capacity"]) == ("*", "lru", "2"))
     assert agg == {**whole, "gap_to_belady": None}
     assert res.requests.equals(full.requests.slice(0, 5 * 2))
+    # Each finished simulation has its model's own row; n has no Belady yet, so no gap for it.
+    own, full_own = res.model_rows(), full.model_rows()
+    assert [(r["model"], r["policy"], r["capacity"]) for r in own] == [
+        (r["model"], r["policy"], r["capacity"]) for r in full_own[:5]]
+    assert own[:4] == full_own[:4] and own[4] == {**full_own[4], "gap_to_belady": None}
     written = write_report(res, tmp_path)
     assert {p.name for p in written} >= {"summary.json", "policies.png", "timeline.png"}
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["partial"] is True
@@ -184,3 +189,44 @@ def test_interrupted_sweep_keeps_the_finished_points(tmp_path: Path) -> None:
     assert mark == {"partial": True, "not_run": cut.settings["not_run"]}
     assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(sweep_document(cut)))
     assert "partial" not in sweep_document(full)["settings"]
+
+
+def test_ctrl_c_ends_a_parallel_sweep_and_keeps_its_finished_points(tmp_path: Path) -> None:
+    log = hash_id_log(tmp_path / "big.jsonl")
+    tasks = 1 + 3 * 8  # the achievable-rate run, then 3 policies × 8 capacities
+
+    def sweep(out: Path) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120"}
+        return subprocess.Popen([sys.executable, "-m", "kvern", "sweep", str(log), "--policies",
+                                 "lru,fifo,lfu", "--profile", "vllm", "--points", "8", "--jobs", "2",
+                                 "-o", str(out)],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    full = sweep(tmp_path / "full")
+    full.communicate()
+    assert full.returncode == 0
+    run = sweep(tmp_path / "cut")
+    assert run.stderr is not None
+    done = re.compile(rb"(\d+)/" + str(tasks).encode() + rb"(?!\d)")
+    buf = b""
+    while chunk := os.read(run.stderr.fileno(), 65536):
+        buf = buf[-64:] + chunk
+        if any(int(m.group(1)) >= 3 for m in done.finditer(buf)):
+            run.send_signal(signal.SIGINT)
+            break
+    err = run.communicate()[1].decode(errors="replace")
+    assert run.returncode == 130, err
+    workers = subprocess.run(["ps", "--ppid", str(run.pid), "-o", "pid="], capture_output=True, text=True)
+    assert workers.stdout.strip() == ""  # the pool's workers were ended with it
+
+    doc = json.loads((tmp_path / "cut" / "sweep.json").read_text())
+    assert doc["settings"]["partial"] is True and 1 <= len(doc["settings"]["not_run"]) <= tasks - 3
+    key = ["model", "policy", "capacity_blocks"]
+    cut_t = pq.read_table(tmp_path / "cut" / "sweep.parquet")
+    full_t = pq.read_table(tmp_path / "full" / "sweep.parquet")
+    assert json.loads(cut_t.schema.metadata[PARTIAL_KEY])["not_run"] == doc["settings"]["not_run"]
+    finished = {tuple(r[k] for k in key): r for r in cut_t.to_pylist()}
+    ran = {tuple(r[k] for k in key): r for r in full_t.to_pylist()}
+    assert finished and all(ran[k] == r for k, r in finished.items())
+    missing = {(u["model"], u["policy"], u["capacity_blocks"]) for u in doc["settings"]["not_run"]}
+    assert set(ran) - set(finished) <= missing
