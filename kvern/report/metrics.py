@@ -10,7 +10,7 @@ geometry; where a model lacks it they are null ("n/a"), never a guess.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +45,8 @@ REQUESTS_SCHEMA = pa.schema([
 ALL_MODELS = "*"
 """``model`` of a summary row over every model of a trace with several."""
 
+Row = TypeVar("Row", bound=Mapping[str, Any])
+
 
 def summary_table(trace: Trace, cfg: Config, results: Sequence[SimResult], labels: Sequence[str],
                   policies: Sequence[str], specs: Sequence[CapacitySpec], models: Sequence[str]) -> pa.Table:
@@ -76,8 +78,7 @@ def summary_table(trace: Trace, cfg: Config, results: Sequence[SimResult], label
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
 
 
-def aggregate_rows(rows: Sequence[Mapping[str, Any]], models: Sequence[str] | None = None
-                   ) -> list[Mapping[str, Any]]:
+def aggregate_rows(rows: Sequence[Row], models: Sequence[str] | None = None) -> list[Row]:
     """The summary rows over the whole trace (one per policy × capacity): ``model`` "*" when the
     run had several ``models``, else every row. Without ``models`` (rows read back from a file)
     several are assumed when a row is "*" or rows name more than one model."""

@@ -2,8 +2,8 @@
 
 ``requests.parquet`` (request × policy × capacity), ``summary.parquet`` and ``summary.json``
 (policy × capacity, then model × policy × capacity with several models; with the run's
-settings) and the charts. ``summary.json`` is
-deterministic: sorted keys, no timestamps, no absolute paths, so a rerun is byte-identical.
+settings) and the charts. ``summary.json`` is deterministic: sorted keys, no timestamps, no
+absolute paths, so a rerun is byte-identical.
 
 An interrupted run is written by the same code, marked: ``"partial": true`` and ``not_run``
 (model × policy × capacity) in summary.json's settings, and the same under the ``kvern.report``
@@ -36,8 +36,8 @@ def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "requests.parquet", folder / "summary.parquet", folder / "summary.json"]
-    write_parquet(_marked(result.requests, result), written[0])
-    write_parquet(_marked(result.summary, result), written[1])
+    write_parquet(mark_partial(result.requests, result.settings), written[0])
+    write_parquet(mark_partial(result.summary, result.settings), written[1])
     write_json(summary_document(result), written[2])
     if charts and (result.aggregate_rows() or not result.partial):  # a chart needs a row
         from kvern.report.charts import write_charts
@@ -48,10 +48,6 @@ def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) 
 
 PARTIAL_KEY = b"kvern.report"
 """Schema metadata key of an interrupted run's Parquet files: JSON ``{"partial": true, "not_run": [...]}``."""
-
-
-def _marked(table: pa.Table, result: RunResult) -> pa.Table:
-    return mark_partial(table, result.settings)
 
 
 def mark_partial(table: pa.Table, settings: Mapping[str, Any]) -> pa.Table:

@@ -52,13 +52,15 @@ class RunResult:
         """The summary rows over the whole trace, one per policy × capacity."""
         from kvern.report.metrics import aggregate_rows
 
-        return aggregate_rows(self.summary_rows(), self.settings.get("models", []))  # type: ignore[return-value]
+        return aggregate_rows(self.summary_rows(), self.settings.get("models", []))
 
     def model_rows(self) -> list[dict[str, Any]]:
         """With several models, each model's own rows (model × policy × capacity); else none."""
+        from kvern.report.metrics import ALL_MODELS
+
         if len(self.settings.get("models", [])) < 2:
             return []
-        return [r for r in self.summary_rows() if r["model"] != "*"]
+        return [r for r in self.summary_rows() if r["model"] != ALL_MODELS]
 
     @property
     def partial(self) -> bool:
