@@ -93,7 +93,10 @@ def per_model_renderable(result: RunResult) -> Table:
                   box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     table.add_column("model", no_wrap=True, max_width=_MODEL_WIDTH, overflow="ellipsis")
     table.add_column("capacity", justify="right", no_wrap=True)
-    table.add_column("blocks", justify="right", no_wrap=True)
+    # Blocks only where a token or byte capacity came to a count other than its label.
+    show_blocks = any(r["capacity"] != str(r["capacity_blocks"]) for r in rows)
+    if show_blocks:
+        table.add_column("blocks", justify="right", no_wrap=True)
     for name in result.policies:
         table.add_column(name, justify="right", no_wrap=True)
     cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -106,7 +109,7 @@ def per_model_renderable(result: RunResult) -> Table:
         online = [p for p in result.policies if p != "belady" and p in by_policy]
         top = max(online, key=lambda p: by_policy[p]["token_hit_rate"], default=None)  # ties: the first
         blocks = next(iter(by_policy.values()))["capacity_blocks"]
-        line = [model if model != last else "", cap, f"{blocks:,}"]
+        line = [model if model != last else "", cap] + ([f"{blocks:,}"] if show_blocks else [])
         for name in result.policies:
             r = by_policy.get(name)
             line.append("—" if r is None else f"{'★' if name == top else ''}{r['token_hit_rate']:.2%}")
