@@ -40,8 +40,52 @@ def _decompressed(raw: IO[bytes]) -> IO[bytes]:
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     if head.startswith(_ZSTD_MAGIC):
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return _ZstdReader(raw)  # type: ignore[return-value]
     return raw
+
+
+class _ZstdReader(io.RawIOBase):
+    """Zstandard frames, one after another, as a byte stream; a cut frame raises ``EOFError``.
+
+    zstandard's own ``stream_reader`` ends quietly where a truncated file ends, which would
+    turn a cut log into a shorter valid one; gzip raises there, and so does this.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = self._dctx.decompressobj()
+        self._in_frame = False
+        self._buf = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while self._pos == len(self._buf):
+            chunk = self._raw.read(1 << 16)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame")
+                return 0
+            self._buf, self._pos = self._decompress(chunk), 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._frame.decompress(data))
+            data = b""
+            if self._frame.eof:
+                data = self._frame.unused_data
+                self._frame = self._dctx.decompressobj()
+                self._in_frame = False
+        return b"".join(out)
 
 
 def _check_not_binary(first: bytes, path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from ingest_helpers import ingest_rows, write_jsonl
 from typer.testing import CliRunner
 
@@ -102,6 +103,19 @@ def test_empty_blank_binary_and_corrupt_files(tmp_path: Path) -> None:
         load_trace(tmp_path / "missing.jsonl", Config())
     with pytest.raises(InputError, match="not a file"):
         load_trace(tmp_path, Config())
+
+
+def test_truncated_zstd_is_an_error_not_a_shorter_log(tmp_path: Path) -> None:
+    # Cut after whole blocks: zstandard's stream reader would hand back the lines before the cut.
+    data = b"".join(b'{"tokens": [%d]}\n' % i for i in range(200_000))
+    packed = zstandard.ZstdCompressor().compress(data)
+    (tmp_path / "cut.jsonl.zst").write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(InputError, match=r"cut\.jsonl\.zst: cannot decompress.*inside a zstd frame"):
+        ingest(tmp_path / "cut.jsonl.zst", Config())
+    two = zstandard.ZstdCompressor().compress(b'{"tokens": [1]}\n') + zstandard.ZstdCompressor().compress(
+        b'{"tokens": [2]}\n')
+    (tmp_path / "two.jsonl.zst").write_bytes(two)
+    assert ingest(tmp_path / "two.jsonl.zst", Config()).table.column("token_ids").to_pylist() == [[1], [2]]
 
 
 def test_unknown_format_flag(tmp_path: Path) -> None:
