@@ -39,7 +39,6 @@ SYNTHETIC_ID_RANGE = (1000, 30000)
 """Token ids for hash-id traces: ordinary tokens in every common vocabulary (≥ 32k)."""
 
 
-
 def chat_bodies(log: Path, out: Output = NULL_OUTPUT) -> dict[str, dict[str, Any]]:
     """The chat request of every well-formed line of a raw log, by ingest's request id.
 
@@ -48,6 +47,7 @@ def chat_bodies(log: Path, out: Output = NULL_OUTPUT) -> dict[str, dict[str, Any
     their logged form (``arguments`` as the JSON string the API expects).
     """
     bodies: dict[str, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
     reader = OpenAIChatReader(ReadOptions(skip_invalid=True))
     for item in iter_lines(log, out):
         if isinstance(item, InputError) or not OpenAIChatReader.matches(item.obj):
@@ -67,6 +67,12 @@ def chat_bodies(log: Path, out: Output = NULL_OUTPUT) -> dict[str, dict[str, Any
         if raw.tools:
             body["tools"] = raw.tools
         key = raw.request_id if raw.request_id is not None else str(raw.line)
+        if key in first_line:
+            # Trace rows are matched to logged requests by id: a repeat would send one row
+            # the other's messages.
+            raise InputError(f"request id {key!r} repeats line {first_line[key]}; live replay needs "
+                             "one logged request per id", log, item.number)
+        first_line[key] = item.number
         bodies[key] = body
     return bodies
 

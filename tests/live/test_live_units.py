@@ -123,6 +123,19 @@ def test_chat_bodies_follow_ingest_ids_and_keep_logged_tool_calls(tmp_path: Path
     assert third["tools"] == lines[2]["tools"]
 
 
+def test_chat_bodies_refuse_a_repeated_request_id(tmp_path: Path) -> None:
+    # Rows are matched to logged requests by id: a repeat would replay one row with the
+    # other's messages. A line-number id can collide with a logged one too.
+    hi, bye = [{"role": "user", "content": "hi"}], [{"role": "user", "content": "bye"}]
+    cases = {"a": [{"request_id": "a", "messages": hi}, {"request_id": "a", "messages": bye}],
+             "1": [{"messages": hi}, {"id": "1", "messages": bye}]}
+    for rid, lines in cases.items():
+        log = tmp_path / "log.jsonl"
+        log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+        with pytest.raises(InputError, match=rf"log\.jsonl:2: request id '{rid}' repeats line 1"):
+            chat_bodies(log)
+
+
 def test_public_url_drops_credentials() -> None:
     assert public_url("http://user:secret@host:8000/v1") == "http://host:8000/v1"
     assert public_url("https://h.example/") == "https://h.example/"
