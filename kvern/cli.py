@@ -2,7 +2,8 @@
 
 Options shared by several commands are declared once below and reused, so a flag learned
 once works everywhere (DESIGN.md §11). ``boundary`` turns every ``KvernError`` into one
-message and its exit code; anything else is a bug and keeps its traceback.
+message and its exit code, and an OS error on a named file (an unwritable `-o`) into
+"file: reason", exit 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from kvern.errors import EXIT_INTERRUPTED, KvernError
+from kvern.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KvernError
 
 app = typer.Typer(
     name="kvern",
@@ -59,6 +60,12 @@ def boundary(fn: F) -> F:
         except KeyboardInterrupt:
             Output().error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as e:  # a file the user named (-o, --config) that cannot be written or read
+            name = e.filename2 or e.filename
+            if name is None:
+                raise
+            Output().error(f"{name}: {e.strerror or e}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper  # type: ignore[return-value]
 

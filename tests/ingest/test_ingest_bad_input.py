@@ -159,3 +159,16 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     log = write_jsonl(tmp_path / "log.jsonl", [GOOD])
     res = CliRunner().invoke(app, ["ingest", str(log), "--trace-block-size", "0"])
     assert res.exit_code == 2 and "--trace-block-size must be a positive" in res.output
+
+
+def test_cli_unwritable_output_exit_2_without_traceback(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # short relative paths: the error box does not wrap them
+    write_jsonl(tmp_path / "log.jsonl", [GOOD])
+    Path("out").mkdir()
+    Path("file").write_text("x")
+    for target, message in (("out", "out: Is a directory"), ("file/t.parquet", "file: File exists")):
+        res = CliRunner().invoke(app, ["ingest", "log.jsonl", "-o", target])
+        assert res.exit_code == 2, res.output
+        assert message in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "log.jsonl", "out"]
