@@ -79,7 +79,7 @@ class Fields:
         return str(v)
 
     def int_list(self, key: str, *, token_ids: bool = False) -> list[int]:
-        """A list of integers; ``token_ids`` also requires each to fit a non-negative int32."""
+        """A list of 64-bit integers; ``token_ids`` also requires each to fit a non-negative int32."""
         v = self.require(key)
         if not isinstance(v, list):
             raise self.error(f"'{key}' must be a list of integers, got {_show(v)}")
@@ -88,6 +88,8 @@ class Fields:
                 raise self.error(f"'{key}[{i}]' must be an integer, got {_show(x)}")
             if token_ids and not 0 <= x < 2**31:
                 raise self.error(f"'{key}[{i}]' is not a token id: {x}")
+            if not -(2**63) <= x < 2**63:  # hash ids are hashed as 8 bytes
+                raise self.error(f"'{key}[{i}]' does not fit in 64 bits: {x}")
         return v
 
     def timestamp(self, key: str, *, unit: str | None = None) -> float | None:

@@ -32,6 +32,7 @@ HI = [{"role": "user", "content": "hi"}]
     ({**GOOD, "output_length": -1}, "'output_length' is negative: -1"),
     ({**GOOD, "input_length": 600}, "hash_ids/length mismatch: 1 hash_ids but input_length 600 needs 2"),
     ({**GOOD, "hash_ids": [1, "x"]}, "'hash_ids[1]' must be an integer"),
+    ({**GOOD, "hash_ids": [2**63]}, "'hash_ids[0]' does not fit in 64 bits: 9223372036854775808"),
     ({**GOOD, "timestamp": "yesterday"}, "'timestamp' is not an ISO-8601 time"),
     ({**GOOD, "timestamp": -3}, "'timestamp' is negative"),
     ({**GOOD, "input_length": 0, "hash_ids": []}, "empty prompt"),
