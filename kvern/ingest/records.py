@@ -68,6 +68,8 @@ class Fields:
         if v < minimum:
             what = "negative" if v < 0 else f"below {minimum}"
             raise self.error(f"'{key}' is {what}: {v}")
+        if v >= 2**31:  # token counts are int32 columns of the trace
+            raise self.error(f"'{key}' is too large for a token count: {v}")
         return v
 
     def str_(self, key: str, *, required: bool = False) -> str | None:

@@ -30,6 +30,7 @@ HI = [{"role": "user", "content": "hi"}]
     ({k: v for k, v in GOOD.items() if k != "input_length"}, "missing field 'input_length'"),
     ({**GOOD, "input_length": -5}, "'input_length' is negative: -5"),
     ({**GOOD, "output_length": -1}, "'output_length' is negative: -1"),
+    ({**GOOD, "output_length": 2**31}, "'output_length' is too large for a token count: 2147483648"),
     ({**GOOD, "input_length": 600}, "hash_ids/length mismatch: 1 hash_ids but input_length 600 needs 2"),
     ({**GOOD, "hash_ids": [1, "x"]}, "'hash_ids[1]' must be an integer"),
     ({**GOOD, "hash_ids": [2**63]}, "'hash_ids[0]' does not fit in 64 bits: 9223372036854775808"),
@@ -59,6 +60,7 @@ def test_bad_mooncake_line(tmp_path: Path, bad: Any, message: str) -> None:
     ({**GOOD}, "a mooncake line in a openai-chat log"),
     ({"model": "a", "messages": HI, "usage": {"completion_tokens": -2}}, "'completion_tokens' is negative"),
     ({"model": "a", "messages": HI, "usage": 7}, "'usage' must be a JSON object"),
+    ({"model": "a", "messages": HI, "output_tokens": 10**11}, "'output_tokens' is too large"),
 ])
 def test_bad_chat_line(tmp_path: Path, bad: Any, message: str) -> None:
     with pytest.raises(InputError) as err:
