@@ -114,7 +114,8 @@ ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="policy parameter POLICY.KEY=VALUE, e.g. lfu.half_life=50 (repeatable)")]
 # live replay (issue 5): with --backend, replay sends the trace to a server instead of simulating
 BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="replay live against this OpenAI-compatible server, e.g. http://127.0.0.1:8080")]
+    "--backend", help="replay live against this OpenAI-compatible server, e.g. http://127.0.0.1:8080 "
+    "(a trailing /v1 is dropped)")]
 SpeedupOpt = Annotated[float | None, typer.Option("--speedup", help="live: log timestamps, X times faster")]
 RateOpt = Annotated[str | None, typer.Option("--rate", help="live: R req/s, R:poisson (default), R:constant")]
 ConcurrencyOpt = Annotated[int | None, typer.Option(

@@ -72,10 +72,17 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def server_root(url: str) -> str:
+    """The server's root from ``--backend``: an OpenAI-style base URL's ``/v1`` is dropped,
+    since kvern appends ``/v1/...`` itself (and reads ``/props`` and ``/metrics`` at the root)."""
+    root = url.rstrip("/")
+    if urlsplit(root).scheme not in ("http", "https"):
+        raise UsageError(f"--backend {public_url(root)}: expected an http:// or https:// URL")
+    return root.removesuffix("/v1")
+
+
 def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NULL_OUTPUT) -> LiveReport:
-    backend = opts.backend.rstrip("/")
-    if urlsplit(backend).scheme not in ("http", "https"):
-        raise UsageError(f"--backend {public_url(backend)}: expected an http:// or https:// URL")
+    backend = server_root(opts.backend)
     _check(opts)
     pacing = pacing_from_flags(opts.speedup, opts.rate, opts.concurrency)
     retry = RetryPolicy(timeout_s=cfg.live.timeout_s if opts.timeout_s is None else opts.timeout_s,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvern.errors import InputError
+from kvern.errors import InputError, UsageError
 from kvern.live.bodies import CHAT_PATH, chat_bodies, synthetic_prompt
 from kvern.live.client import LiveResult, RetryPolicy
 from kvern.live.prometheus import ServerCacheStats, cache_stats, parse_metrics
@@ -24,7 +24,7 @@ from kvern.live.reconcile import (
     _cause,
     _overlaps,
 )
-from kvern.live.replay import public_url
+from kvern.live.replay import public_url, server_root
 from kvern.live.sink import LIVE_SCHEMA, LiveSink, read_live
 
 VLLM_METRICS = """\
@@ -134,6 +134,15 @@ def test_chat_bodies_refuse_a_repeated_request_id(tmp_path: Path) -> None:
         log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
         with pytest.raises(InputError, match=rf"log\.jsonl:2: request id '{rid}' repeats line 1"):
             chat_bodies(log)
+
+
+def test_server_root_drops_an_openai_base_urls_v1() -> None:
+    assert server_root("http://h:8000/v1/") == "http://h:8000"
+    assert server_root("http://h:8000/proxy/v1") == "http://h:8000/proxy"
+    assert server_root("http://h:8000/") == "http://h:8000"
+    assert server_root("http://h:8000/v10") == "http://h:8000/v10"
+    with pytest.raises(UsageError, match="expected an http:// or https:// URL"):
+        server_root("h:8000")
 
 
 def test_public_url_drops_credentials() -> None:
