@@ -154,11 +154,16 @@ def test_ctrl_c_exits_130_with_a_valid_partial_parquet(llama_server, tmp_path: P
         [sys.executable, "-m", "kvern", "replay", str(trace), "--backend", server.url, "--profile",
          "llamacpp", "--concurrency", "1", "--served-model", SERVED_MODEL, "-o", str(out), "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
-    deadline = time.monotonic() + 120
-    while rows_done(out) < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while rows_done(out) < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a replay that ignored the signal must not outlive the test
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err.decode()
     assert b"interrupted" in err
     live, meta = read_live(out / "live.parquet")
