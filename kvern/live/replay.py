@@ -30,7 +30,7 @@ from kvern.live.runner import LiveRun, LiveSettings, replay
 from kvern.live.sink import LiveSink, results_table
 from kvern.report.atomic import write_json, write_parquet
 from kvern.report.console import NULL_OUTPUT, Output
-from kvern.sim.capacity import capacity_blocks, parse_capacity
+from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.profiles.llamacpp import LlamaServerConfig
 
 
@@ -92,6 +92,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
 
     trace = load_trace(trace_path, cfg, fmt=opts.fmt, skip_invalid=opts.skip_invalid,
                        no_cache=opts.no_cache, model=opts.model, out=out)
+    capacity = _capacity(trace, cfg, opts)
     if trace.meta.normalized:
         out.warn("the trace was normalized: the server sees the logged text, so gaps may be "
                  "normalization rather than cache behaviour")
@@ -111,7 +112,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
         replay(requests, offsets, settings, sink, out, run)
     except KeyboardInterrupt:
         interrupted = True
-    summary = _finish(trace, cfg, run, sink, opts, out)
+    summary = _finish(trace, cfg, run, sink, opts, capacity, out)
     report = LiveReport(summary, opts.output_dir, run)
     done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
     if interrupted:
@@ -122,7 +123,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
 
 
 def _check(opts: LiveOptions) -> None:
-    """Fail on bad flags before anything is sent (the profile, policy and capacity included)."""
+    """Fail on bad flags before anything is sent (``_capacity`` checks --capacity on the trace)."""
     from kvern.sim.policies import make_policy
     from kvern.sim.profiles import get_profile
 
@@ -135,27 +136,39 @@ def _check(opts: LiveOptions) -> None:
     get_profile(opts.profile)
     if opts.profile != "llamacpp":
         make_policy(opts.policy)
-        if opts.capacity is not None:
-            parse_capacity(opts.capacity)
+
+
+def _capacity(trace: Trace, cfg: Config, opts: LiveOptions) -> CapacitySpec | None:
+    """The prediction's cache size, checked on every model of the trace before anything is sent.
+
+    ``llamacpp``: ``--capacity`` or None (an unbounded host prompt cache); other profiles:
+    ``--capacity`` or the config's first.
+    """
+    text = opts.capacity if opts.profile == "llamacpp" else opts.capacity or cfg.simulate.capacity
+    if text is None:
+        return None
+    spec = parse_capacity(text)[0]
+    block_size = 1 if opts.profile == "llamacpp" else trace.meta.block_size
+    for model in trace.models():
+        capacity_blocks([spec], cfg, model, block_size)  # bytes need the model's geometry
+    return spec
 
 
 def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
-            out: Output) -> dict[str, Any]:
+            capacity: CapacitySpec | None, out: Output) -> dict[str, Any]:
     live = results_table(run.results, sink.meta)
     order = served_order(live)
     if opts.profile == "llamacpp":
         slots = int((run.server_props or {}).get("total_slots") or 1)
         if run.server_props is None:
             out.warn("the backend has no llama.cpp /props; predicting with one slot")
-        cache_tokens = None  # --cache-ram of a small model: effectively unlimited
-        if opts.capacity is not None:
-            spec = parse_capacity(opts.capacity)[0]
-            cache_tokens = capacity_blocks([spec], cfg, trace.models()[0], 1)[0]
+        # No --capacity: --cache-ram of a small model, effectively unlimited.
+        cache_tokens = None if capacity is None else capacity_blocks([capacity], cfg, trace.models()[0], 1)[0]
         server = LlamaServerConfig(slots=slots, cache_tokens=cache_tokens)
         predicted = predict_llamacpp(trace, live, order, server)
         block_size = 1
     else:
-        capacity = parse_capacity(opts.capacity or cfg.simulate.capacity)[0]
+        assert capacity is not None
         predicted = predict_with_profile(trace, cfg, live, order, opts.profile, opts.policy, capacity)
         block_size = trace.meta.block_size
     rec = reconcile(trace, live, predicted, order, block_size)

@@ -20,7 +20,7 @@ from llama_proc import SERVED_MODEL, Server, free_port
 from synthetic import token_trace
 
 from kvern.config import Config
-from kvern.errors import BackendError, InputError
+from kvern.errors import BackendError, InputError, UsageError
 from kvern.live.replay import LiveOptions, run_live
 from kvern.live.sink import read_live
 
@@ -64,6 +64,19 @@ def test_connection_refused_ends_the_run_with_partial_results(tmp_path: Path) ->
     assert all("cannot connect" in e for e in live.column("error").to_pylist())
     rec = pq.read_table(out / "reconcile.parquet")
     assert rec.column("cause").to_pylist() == ["request failed"] * 3
+
+
+def test_a_bad_capacity_fails_before_anything_is_sent(tmp_path: Path) -> None:
+    # Checked once the trace is loaded, not after the run (the port has no server: nothing sent).
+    trace = token_trace(tmp_path / "t.parquet", prompts(2), [2] * 2)
+    url = f"http://127.0.0.1:{free_port()}"
+    cases = [({"capacity": "abc"}, "cannot read 'abc'"),
+             ({"capacity": "1GiB"}, "needs the KV geometry of model"),
+             ({"capacity": "1GiB", "profile": "vllm"}, "needs the KV geometry of model")]
+    for kw, message in cases:
+        with pytest.raises(UsageError, match=message):
+            run_live(trace, CFG, options(url, tmp_path / "o", **kw))
+        assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.live
