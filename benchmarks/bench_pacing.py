@@ -88,13 +88,14 @@ def run(rate: float, n: int, process: str) -> dict[str, float]:
                                 retry=RetryPolicy(timeout_s=10.0, retries=0))
         with tempfile.TemporaryDirectory() as tmp:
             sink = LiveSink(Path(tmp) / "live.parquet", {}, flush_every_s=1.0)
-            result = replay(requests, offsets, settings, sink)
+            replay(requests, offsets, settings, sink)
     finally:
         server.kill()
-    sched = np.array([r.scheduled_s for r in result.results])
-    sent = np.array([r.sent_s for r in result.results])
+    live = sink.table()
+    sched = live.column("scheduled_s").to_numpy()
+    sent = live.column("sent_s").to_numpy()
     lag_ms = (sent - sched) * 1000.0
-    ok = sum(r.ok for r in result.results)
+    ok = sum(live.column("ok").to_pylist())
     return {"rate": rate, "process": process, "requests": n, "ok": ok,
             "lag_p50_ms": round(float(np.percentile(lag_ms, 50)), 3),
             "lag_p99_ms": round(float(np.percentile(lag_ms, 99)), 3),

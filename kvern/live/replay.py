@@ -27,7 +27,7 @@ from kvern.live.client import RetryPolicy
 from kvern.live.pacing import pacing_from_flags, schedule
 from kvern.live.reconcile import predict_llamacpp, predict_with_profile, reconcile, served_order
 from kvern.live.runner import LiveRun, LiveSettings, replay
-from kvern.live.sink import LiveSink, results_table
+from kvern.live.sink import LiveSink
 from kvern.report.atomic import write_json, write_parquet
 from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
@@ -107,7 +107,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     settings = LiveSettings(backend=backend, pacing=pacing, retry=retry, duration_s=opts.duration_s,
                             api_key=api_key)
     interrupted = False
-    run = LiveRun(results=sink.results)
+    run = LiveRun()
     try:
         replay(requests, offsets, settings, sink, out, run)
     except KeyboardInterrupt:
@@ -156,7 +156,7 @@ def _capacity(trace: Trace, cfg: Config, opts: LiveOptions) -> CapacitySpec | No
 
 def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
             capacity: CapacitySpec | None, out: Output) -> dict[str, Any]:
-    live = results_table(run.results, sink.meta)
+    live = sink.table()
     order = served_order(live)
     if opts.profile == "llamacpp":
         slots = int((run.server_props or {}).get("total_slots") or 1)

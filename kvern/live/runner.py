@@ -37,7 +37,6 @@ class LiveSettings:
 
 @dataclass(slots=True)
 class LiveRun:
-    results: list[LiveResult]
     stop_reason: str | None = None
     """None when every request was sent; else why the run ended early."""
     server_cache: ServerCacheStats | None = None
@@ -64,7 +63,7 @@ def replay(requests: list[LiveRequest], offsets: list[float | None], settings: L
     Fills and returns ``run`` (a new one by default). Ctrl-C raises ``KeyboardInterrupt`` after
     the finished results are flushed as partial; ``run`` then holds what is known.
     """
-    run = run if run is not None else LiveRun(results=sink.results)
+    run = run if run is not None else LiveRun()
     t_start = time.perf_counter()
     try:
         asyncio.run(_replay(requests, offsets, settings, sink, run, out))

@@ -52,13 +52,8 @@ _META_KEY = b"kvern.live"
 _FIELDS = [f.name for f in fields(LiveResult) if f.name in LIVE_SCHEMA.names]
 
 
-def results_table(results: list[LiveResult], meta: dict[str, Any]) -> pa.Table:
-    """Rows in trace order (``row``), with ``meta`` (run settings, ``partial``) attached."""
-    cols = {name: [getattr(r, name) for r in results] for name in _FIELDS}
-    return _table(cols, meta)
-
-
 def _table(cols: dict[str, list[Any]], meta: dict[str, Any]) -> pa.Table:
+    """Rows in trace order (``row``), with ``meta`` (run settings, ``partial``) attached."""
     table = pa.table(cols, schema=LIVE_SCHEMA).sort_by("row")
     return table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
 
@@ -87,7 +82,8 @@ class LiveSink:
         self.path = path
         self.meta = dict(meta)
         self.flush_every_s = flush_every_s
-        self.results: list[LiveResult] = []
+        self.count = 0
+        """Results added so far."""
         self.dirty = False
         self._cols: dict[str, list[Any]] = {name: [] for name in _FIELDS}
         self._lock = threading.Lock()
@@ -97,13 +93,17 @@ class LiveSink:
         # (which would hold the interpreter lock long enough to delay sends).
         for name, col in self._cols.items():
             col.append(getattr(result, name))
-        self.results.append(result)
+        self.count += 1
         self.dirty = True
+
+    def table(self, n: int | None = None) -> pa.Table:
+        """The first ``n`` results (default: all so far), as ``live.parquet`` holds them."""
+        n = self.count if n is None else n
+        return _table({name: col[:n] for name, col in self._cols.items()}, self.meta)
 
     def flush(self, *, partial: bool, **extra: Any) -> None:
         with self._lock:
             self.dirty = False
-            n = len(self.results)
-            cols = {name: col[:n] for name, col in self._cols.items()}
+            n = self.count  # results may still arrive while a worker thread writes
             self.meta.update(extra, partial=partial, requests_done=n)
-            write_parquet(_table(cols, self.meta), self.path)
+            write_parquet(self.table(n), self.path)
