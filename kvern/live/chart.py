@@ -16,7 +16,11 @@ from kvern.report.atomic import atomic_path
 
 
 def ttft_chart(live: pa.Table, path: Path, title: str) -> bool:
-    """Write the chart; False (and no file) when no request reported both TTFT and cache."""
+    """Write the chart; False when no request reported both TTFT and cache.
+
+    Then there is no file: a chart left by an earlier run in the same folder is removed, so it
+    is never read as this run's.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,6 +32,7 @@ def ttft_chart(live: pa.Table, path: Path, title: str) -> bool:
     prompt = np.array(live.column("prompt_tokens").to_pylist(), dtype=float)
     keep = np.isfinite(ttft) & np.isfinite(cached)
     if not keep.any():
+        path.unlink(missing_ok=True)
         return False
     ms = ttft[keep] * 1000.0
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -44,7 +49,9 @@ def ttft_chart(live: pa.Table, path: Path, title: str) -> bool:
     med_miss = f"{np.median(ms[~hit]):.1f} ms" if (~hit).any() else "n/a"
     fig.suptitle(f"{title}\nmedian TTFT: hits {med_hit}, misses {med_miss} ({int(keep.sum())} requests)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return True

@@ -180,8 +180,9 @@ def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveO
         summary["server_metrics_engine"] = run.server_cache.engine
         summary["server_token_hit_rate"] = run.server_cache.hit_rate
     write_json(summary, opts.output_dir / "live_summary.json")
-    ttft_chart(live, opts.output_dir / "ttft_vs_cached.png",
-               f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})")
+    if not ttft_chart(live, opts.output_dir / "ttft_vs_cached.png",
+                      f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})"):
+        out.info("no TTFT chart: no request reported both its TTFT and its cached tokens")
     return summary
 
 

@@ -64,6 +64,17 @@ def test_connection_refused_ends_the_run_with_partial_results(tmp_path: Path) ->
     assert all("cannot connect" in e for e in live.column("error").to_pylist())
     rec = pq.read_table(out / "reconcile.parquet")
     assert rec.column("cause").to_pylist() == ["request failed"] * 3
+    assert not (out / "ttft_vs_cached.png").exists()  # nothing to plot
+
+
+def test_a_run_with_nothing_to_plot_removes_an_earlier_chart(tmp_path: Path) -> None:
+    trace = token_trace(tmp_path / "t.parquet", prompts(3), [2] * 3)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "ttft_vs_cached.png").write_bytes(b"an earlier run's chart")
+    with pytest.raises(BackendError):
+        run_live(trace, CFG, options(f"http://127.0.0.1:{free_port()}", out, retries=0))
+    assert not (out / "ttft_vs_cached.png").exists()
 
 
 def test_a_bad_capacity_fails_before_anything_is_sent(tmp_path: Path) -> None:
