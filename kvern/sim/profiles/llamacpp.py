@@ -217,12 +217,13 @@ class LlamaServerModel:
         tokens = slot.tokens
         if len(tokens) == 0:
             return
-        if any(seq_lcp(s, tokens) == len(tokens) for s in self.states):
+        common = [seq_lcp(s, tokens) for s in self.states]  # one scan serves both tests below
+        if len(tokens) in common:
             return
         limit = self.config.cache_tokens
         if limit is not None and len(tokens) > limit:
             return
-        self.states = [s for s in self.states if seq_lcp(s, tokens) != len(s)]
+        self.states = [s for s, c in zip(self.states, common, strict=True) if c != len(s)]
         if limit is not None:
             total = sum(len(s) for s in self.states)
             while self.states and total + len(tokens) > limit:
