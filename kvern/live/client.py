@@ -175,8 +175,8 @@ async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
     try:
         async with session.post(url, json=req.payload(), headers=headers) as resp:
             if resp.status != 200:
-                text = (await resp.read()).decode("utf-8", "replace")[:ERROR_TEXT_CHARS]
-                raise AttemptError(f"HTTP {resp.status}: {text.strip()}", resp.status,
+                text = redact_prompt((await resp.read()).decode("utf-8", "replace"), req.body)
+                raise AttemptError(f"HTTP {resp.status}: {text[:ERROR_TEXT_CHARS].strip()}", resp.status,
                                    retriable=resp.status in RETRIABLE_STATUS,
                                    retry_after=_retry_after(resp))
             return await _read_stream(resp)
@@ -186,6 +186,31 @@ async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
         raise AttemptError(f"stream cut: {type(e).__name__}: {e}") from None
     except aiohttp.ClientError as e:
         raise AttemptError(f"transport error: {type(e).__name__}: {e}") from None
+
+
+PROMPT_PLACEHOLDER = "<prompt text>"
+
+
+def redact_prompt(text: str, body: dict[str, Any]) -> str:
+    """Cut the request's own message text out of a server's error body.
+
+    Validation errors (vLLM's, for one) echo the request back, and ``live.parquet`` keeps the
+    error text: prompt text stays out of reports unless asked for. Every line of every message
+    (8 characters or more) is replaced where it appears, raw or JSON-escaped.
+    """
+    pieces: list[str] = []
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        parts = content if isinstance(content, list) else [content]
+        for part in parts:
+            value = part.get("text") if isinstance(part, dict) else part
+            if isinstance(value, str):
+                pieces.extend(line.strip() for line in value.splitlines())
+    if isinstance(body.get("prompt"), str):
+        pieces.extend(line.strip() for line in body["prompt"].splitlines())
+    for line in sorted({p for p in pieces if len(p) >= 8}, key=len, reverse=True):
+        text = text.replace(line, PROMPT_PLACEHOLDER).replace(json.dumps(line)[1:-1], PROMPT_PLACEHOLDER)
+    return text
 
 
 async def _read_stream(resp: aiohttp.ClientResponse) -> _Stream:

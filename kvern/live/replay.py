@@ -119,7 +119,19 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
         raise Interrupted(f"interrupted: {done}")
     if run.partial:
         raise BackendError(f"{run.stop_reason}: {done}")
+    _require_some_success(sink, opts.output_dir)
     return report
+
+
+def _require_some_success(sink: LiveSink, folder: Path) -> None:
+    """A run in which the backend answered every request with an error (a wrong key, URL or
+    model name) measured nothing: exit 2 with the first error, not 0 with "0 of N ok"."""
+    live = sink.table()
+    if live.num_rows == 0 or any(live.column("ok").to_pylist()):
+        return
+    first = next((e for e in live.column("error").to_pylist() if e), "no error text")
+    raise BackendError(f"no request succeeded ({live.num_rows} sent; the first error: {first}); "
+                       f"results in {folder}")
 
 
 def _check(opts: LiveOptions) -> None:

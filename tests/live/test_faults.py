@@ -195,3 +195,19 @@ def test_ctrl_c_exits_130_with_a_valid_partial_parquet(llama_server, tmp_path: P
     assert 1 <= live.num_rows < 300
     assert all(live.column("ok").to_pylist())
     assert pq.read_table(out / "reconcile.parquet").num_rows == live.num_rows
+
+
+@pytest.mark.live
+def test_a_run_where_every_request_fails_is_an_error_results_kept(llama_server, tmp_path: Path) -> None:
+    # A wrong key, URL or model name: the server answers, but nothing is measured.
+    server: Server = llama_server()
+    proxy = FaultProxy(server.port, {0: "500", 1: "500", 2: "500"}).start()
+    try:
+        out = tmp_path / "o"
+        with pytest.raises(BackendError, match=r"no request succeeded \(3 sent; the first error: HTTP 500"):
+            run_live(token_trace(tmp_path / "t.parquet", prompts(3), [2] * 3), CFG,
+                     options(proxy.url, out, retries=0))
+    finally:
+        proxy.stop()
+    assert column(out, "ok") == [False, False, False]
+    assert (out / "reconcile.parquet").exists() and (out / "live_summary.json").exists()

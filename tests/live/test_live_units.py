@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kvern.errors import InputError, UsageError
 from kvern.live.bodies import CHAT_PATH, chat_bodies, synthetic_prompt
-from kvern.live.client import LiveResult, RetryPolicy
+from kvern.live.client import PROMPT_PLACEHOLDER, LiveResult, RetryPolicy, redact_prompt
 from kvern.live.prometheus import ServerCacheStats, cache_stats, parse_metrics
 from kvern.live.reconcile import (
     CAUSE_BLOCK,
@@ -218,3 +218,14 @@ def test_sink_round_trip(tmp_path_factory: pytest.TempPathFactory, rows: list) -
     back = table.to_pylist()
     for r, got in zip(results, back, strict=True):
         assert {k: getattr(r, k) for k in LIVE_SCHEMA.names} == got
+
+
+def test_a_server_error_that_echoes_the_request_keeps_no_prompt_text() -> None:
+    secret = "My account number is 12345678 and my address is 1 Main St"
+    body = {"messages": [{"role": "system", "content": "You are a bank assistant.\nBe brief."},
+                         {"role": "user", "content": [{"type": "text", "text": secret}]}]}
+    echoed = json.dumps({"error": {"message": "invalid request", "input": body["messages"]}})
+    text = redact_prompt(echoed, body)
+    assert "12345678" not in text and "bank assistant" not in text
+    assert text.count(PROMPT_PLACEHOLDER) == 3 and "invalid request" in text  # one per line
+    assert redact_prompt("HTTP 401: bad key", body) == "HTTP 401: bad key"
