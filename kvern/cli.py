@@ -76,7 +76,7 @@ def _output(json_mode: bool = False, quiet: bool = False) -> Any:
     return Output(json_mode=json_mode, quiet=quiet)
 
 
-# -- ingest (issue 2) ----------------------------------------------------------------------
+# -- ingest ------------------------------------------------------------------------------
 TraceOutOpt = Annotated[Path | None, typer.Option("--output", "-o", help="write the trace here (Parquet)")]
 BlockSizeOpt = Annotated[int | None, typer.Option("--block-size", help="tokens per block for tokenized logs")]
 TraceBlockSizeOpt = Annotated[int | None, typer.Option(
@@ -106,13 +106,13 @@ def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, 
     summary = summarize(trace)
     out.result(summary_table(summary), summary.to_dict())
 
-# -- replay / compare (issue 3; replay --backend: issue 5) ---------------------------------
+# -- replay / compare (replay --backend: live) ---------------------------------
 PolicyOpt = Annotated[str, typer.Option("--policy", help="eviction policy: lru, fifo, lfu, cost, belady")]
 PoliciesOpt = Annotated[str | None, typer.Option(
     "--policies", help="policies side by side, e.g. lru,lfu,cost,belady (default: config)")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="policy parameter POLICY.KEY=VALUE, e.g. lfu.half_life=50 (repeatable)")]
-# live replay (issue 5): with --backend, replay sends the trace to a server instead of simulating
+# live replay: with --backend, replay sends the trace to a server instead of simulating
 BackendOpt = Annotated[str | None, typer.Option(
     "--backend", help="replay live against this OpenAI-compatible server, e.g. http://127.0.0.1:8080 "
     "(a trailing /v1 is dropped)")]
@@ -184,7 +184,7 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
                         policies_from_config=policies is None)
 
 
-# -- sweep (issue 4) -----------------------------------------------------------------------
+# -- sweep -------------------------------------------------------------------------------
 PointsOpt = Annotated[int, typer.Option("--points", help="log-spaced capacities per policy (a range)")]
 JobsOpt = Annotated[int | None, typer.Option("--jobs", help="parallel simulations (default: all cores)")]
 
@@ -205,7 +205,7 @@ def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt =
                      load=_load_options(fmt, skip_invalid, no_cache, model))
 
 
-# -- gate / analyze (issue 6) --------------------------------------------------------------
+# -- gate / analyze ----------------------------------------------------------------------
 GatePolicyOpt = Annotated[str | None, typer.Option("--policy", help="policy to judge (default: gate.policy)")]
 BaselineOpt = Annotated[Path | None, typer.Option(
     "--baseline", help="baseline JSON to compare with (written by --update-baseline)")]
