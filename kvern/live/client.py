@@ -179,7 +179,11 @@ async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
                 raise AttemptError(f"HTTP {resp.status}: {text[:ERROR_TEXT_CHARS].strip()}", resp.status,
                                    retriable=resp.status in RETRIABLE_STATUS,
                                    retry_after=_retry_after(resp))
-            return await _read_stream(resp)
+            try:
+                return await _read_stream(resp)
+            except AttemptError as e:  # an error event in the stream may echo the request too
+                e.message = redact_prompt(e.message, req.body)
+                raise
     except aiohttp.ClientConnectorError as e:
         raise AttemptError(f"cannot connect: {e}", connect=True) from None
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as e:
