@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 from hypothesis import strategies as st
 
+from kvern.ingest.blocks import hash_id_block_keys
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
 from kvern.sim.stream import BlockStream, block_streams
 
@@ -41,6 +44,16 @@ class NaiveResult:
     hit_ratio_sum: float = 0.0
     hit_blocks: int = 0
     evicted_blocks: int = 0
+
+
+def mooncake_stream(path: Path) -> BlockStream:
+    """The Mooncake trace at its own 512-token blocks, read directly (no ingest)."""
+    reqs: list[Request] = []
+    with path.open() as f:
+        for line in f:
+            row = json.loads(line)
+            reqs.append((hash_id_block_keys("default", row["hash_ids"]), row["input_length"]))
+    return make_stream(reqs, 512)
 
 
 def naive_lru(requests: list[Request], block_size: int, capacity: int,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from curve_helpers import Request, make_stream, naive_lru, prefix_requests
+from curve_helpers import Request, make_stream, mooncake_stream, naive_lru, prefix_requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trace_paths import MOONCAKE
 
-from kvern.ingest.blocks import hash_id_block_keys
 from kvern.sim.curve import lru_curve
 from kvern.sim.kernels import lru_run
 
@@ -41,12 +38,7 @@ def test_lru_run_by_hand() -> None:
 
 @pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_curve_equals_lru_run_on_mooncake() -> None:
-    reqs: list[Request] = []
-    with MOONCAKE.open() as f:
-        for line in f:
-            row = json.loads(line)
-            reqs.append((hash_id_block_keys("default", row["hash_ids"]), row["input_length"]))
-    stream = make_stream(reqs, 512)
+    stream = mooncake_stream(MOONCAKE)
     curve = lru_curve(stream, last_token_rule=True)
     caps = sorted({0, 1, 2, 7, 100, 1000, 5000, 10000, 50000, curve.num_unique, curve.num_unique + 5,
                    *np.geomspace(1, curve.num_unique, 12).astype(int).tolist()})

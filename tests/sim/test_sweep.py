@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from curve_helpers import Request, make_stream, make_trace, prefix_requests
+from curve_helpers import Request, make_stream, make_trace, mooncake_stream, prefix_requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trace_paths import MOONCAKE
@@ -65,12 +65,7 @@ def test_curve_equals_the_ideal_lru_simulation_at_every_capacity(requests: list[
 
 @pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_curve_equals_the_ideal_lru_simulation_on_mooncake() -> None:
-    reqs: list[Request] = []
-    with MOONCAKE.open() as f:
-        for line in f:
-            row = json.loads(line)
-            reqs.append((hash_id_block_keys("default", row["hash_ids"]), row["input_length"]))
-    stream = make_stream(reqs, 512)
+    stream = mooncake_stream(MOONCAKE)
     curve = lru_curve(stream)
     for cap in (1, 37, 1000, 8296, 31435, curve.num_unique):
         p = curve.at(cap)
