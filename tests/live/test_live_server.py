@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from kvern.cli import app
 from kvern.config import Config
+from kvern.errors import BackendError
 from kvern.ingest.blocks import token_block_keys
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
 from kvern.live.reconcile import prompts_of, served_order
@@ -130,8 +131,9 @@ def test_api_key_is_sent_from_the_configured_variable_and_never_written(
                                                concurrency=1, profile="llamacpp")).summary
     assert summary["succeeded"] == 4 and summary["agreed"] == 4
     monkeypatch.delenv("KVERN_TEST_KEY")
-    run_live(trace, cfg, LiveOptions(backend=server.url, output_dir=tmp_path / "without", concurrency=1,
-                                     profile="llamacpp", retries=0))
+    with pytest.raises(BackendError, match=r"no request succeeded .* HTTP 401"):  # measured nothing
+        run_live(trace, cfg, LiveOptions(backend=server.url, output_dir=tmp_path / "without",
+                                         concurrency=1, profile="llamacpp", retries=0))
     live, _ = read_live(tmp_path / "without" / "live.parquet")
     assert live.column("status").to_pylist() == [401] * 4  # not retried: a retry cannot help
     for f in tmp_path.rglob("*"):
