@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -83,10 +84,11 @@ def hot_tree(hot: list[HotPrefix]) -> Tree:
 def _verdict_table(title: str, v: Verdict) -> Table:
     t = Table(title=title, title_justify="left",
               caption="PASSED" if v.passed else "FAILED: caching regressed (exit 1)",
-              caption_style="bold green" if v.passed else "bold red", caption_justify="left")
+              caption_style="bold green" if v.passed else "bold red", caption_justify="left",
+              box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)  # one line per check in 80 columns
     for name, justify in [("metric", "left"), ("check", "left"), ("baseline", "right"), ("now", "right"),
                           ("change", "right"), ("threshold", "right"), ("result", "left")]:
-        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+        t.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for c in v.checks:
         t.add_row(_METRIC_NAMES[v.metric], c.name, _pct(v.baseline), f"{v.current:.2%}",
                   "—" if v.change is None else f"{v.change * 100:+.2f} pt", _threshold(c),
