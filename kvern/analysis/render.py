@@ -123,10 +123,14 @@ def _rule_yaml(breakers: list[Breaker]) -> list[RenderableType]:
 def _profile_table(a: Analysis) -> Table:
     s = a.profile.summary
     t = Table(title=f"Trace profile · {a.trace_name or 'trace'} · block {s.block_size} tokens",
-              title_justify="left")
-    for name in ("model", "requests", "sessions", "prompt tok", "mean", "p50", "p99", "unique blocks",
-                 "infinite-cache hit"):
-        t.add_column(name, justify="left" if name == "model" else "right")
+              title_justify="left",
+              caption="tokens: prompt tokens (then mean, p50, p99 per request); blocks: unique blocks; "
+                      "inf hit: the infinite-cache token hit rate",
+              caption_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    for name in ("model", "requests", "sessions", "tokens", "mean", "p50", "p99", "blocks", "inf hit"):
+        t.add_column(name, justify="left" if name == "model" else "right", no_wrap=True,
+                     overflow="ellipsis", max_width=14 if name == "model" else None,
+                     min_width=None if name == "model" else len(name))
     rows = [*s.models, s.total] if len(s.models) > 1 else s.models
     for m in rows:
         t.add_row(m.model, f"{m.requests:,}", f"{m.sessions:,}", f"{m.prompt_tokens:,}",
