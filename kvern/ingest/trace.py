@@ -12,10 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from kvern.errors import InputError
-from kvern.report.atomic import write_parquet
+from kvern.report.atomic import read_tagged_parquet, write_parquet
 
 TRACE_SCHEMA = pa.schema(
     [
@@ -83,13 +82,7 @@ def write_trace(trace: Trace, path: str | Path) -> None:
 
 def read_trace(path: str | Path) -> Trace:
     """Read a Parquet trace written by ``kvern ingest``."""
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"not a readable Parquet trace ({e})", path) from None
-    raw = (table.schema.metadata or {}).get(_META_KEY)
-    if raw is None:
-        raise InputError("a Parquet file, but not a kvern trace (no kvern.trace metadata)", path)
+    table, raw = read_tagged_parquet(path, _META_KEY, "kvern trace")
     missing = [f.name for f in TRACE_SCHEMA if f.name not in table.column_names]
     if missing:
         raise InputError(f"kvern trace lacks columns: {', '.join(missing)}", path)

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from kvern.errors import InputError
 from kvern.live.client import LiveResult
-from kvern.report.atomic import write_parquet
+from kvern.report.atomic import read_tagged_parquet, write_parquet
 
 LIVE_SCHEMA = pa.schema([
     pa.field("row", pa.int64(), nullable=False),
@@ -60,13 +58,7 @@ def _table(cols: dict[str, list[Any]], meta: dict[str, Any]) -> pa.Table:
 
 def read_live(path: str | Path) -> tuple[pa.Table, dict[str, Any]]:
     """Read ``live.parquet`` and its run metadata (``partial`` says whether the run finished)."""
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"not a readable Parquet file ({e})", path) from None
-    raw = (table.schema.metadata or {}).get(_META_KEY)
-    if raw is None:
-        raise InputError("not a kvern live-replay table (no kvern.live metadata)", path)
+    table, raw = read_tagged_parquet(path, _META_KEY, "kvern live-replay table")
     return table, json.loads(raw)
 
 

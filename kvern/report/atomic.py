@@ -51,6 +51,21 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
+def read_tagged_parquet(path: str | Path, key: bytes, what: str) -> tuple[pa.Table, bytes]:
+    """Read a Parquet file kvern wrote, with the schema-metadata value under ``key`` that marks it
+    as ``what`` (e.g. "kvern trace"); an unreadable or foreign file is an ``InputError``."""
+    from kvern.errors import InputError
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"not a readable Parquet file ({e})", path) from None
+    raw = (table.schema.metadata or {}).get(key)
+    if raw is None:
+        raise InputError(f"a Parquet file, but not a {what} (no {key.decode()} metadata)", path)
+    return table, raw
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     """Deterministic JSON: sorted keys, fixed indent, trailing newline (byte-identical reruns)."""
     with atomic_open(path, "w", encoding="utf-8") as f:
