@@ -1,6 +1,6 @@
 """Pacing accuracy of live replay: how late is each request sent against its schedule?
 
-Runs the real replay loop (``kvern.live.runner.replay``) at a fixed rate against a fast local
+Runs the real replay loop (``kvern.live.loop.replay``) at a fixed rate against a fast local
 OpenAI-style endpoint that answers every request at once with a three-event stream, in its
 own process so that it does not share the replayer's event loop. Reports the send lag
 (actual − scheduled send time) percentiles in milliseconds, and beside them the floor: the
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from kvern.live.client import LiveRequest, RetryPolicy
+from kvern.live.loop import LiveSettings, replay
 from kvern.live.pacing import Pacing, schedule, sleep_until
-from kvern.live.runner import LiveSettings, replay
 from kvern.live.sink import LiveSink
 
 _EVENTS = (

@@ -14,11 +14,11 @@ import platform
 import time
 from pathlib import Path
 
-from kvern.config import Config
+from kvern.infra.config import Config
 from kvern.ingest.pipeline import load_trace
+from kvern.ingest.stream import block_streams
 from kvern.sim.profiles import PROFILES
 from kvern.sim.simulate import simulate
-from kvern.sim.stream import block_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 COMBOS = [(p, pol) for p in ("ideal", "vllm") for pol in ("lru", "fifo", "lfu", "cost", "belady")] + [

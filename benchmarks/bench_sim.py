@@ -38,7 +38,7 @@ import psutil
 import xxhash
 
 from benchmarks.streams import SCRATCH, TRACES, cached_stream, flattened, load_stream
-from kvern.sim.stream import BlockStream
+from kvern.ingest.stream import BlockStream
 
 ENGINES = ["kvern-lru", "kvern-curve", "libcachesim-lru", "ordereddict-lru"]
 SIM_POLICIES = ["lru", "fifo", "lfu", "cost", "belady"]

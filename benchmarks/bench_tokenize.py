@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from kvern.config import Config
+from kvern.infra.config import Config
 from kvern.ingest.encode import RequestEncoder
 from kvern.ingest.normalize import Normalizer
 from kvern.ingest.readers import ReadOptions, detect_format, open_reader

@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks.gen_trace import GenParams, HashTrace, expand_blocks, generate, read_mooncake
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
-from kvern.sim.stream import BlockStream, block_streams
 
 ROOT = Path(__file__).resolve().parent.parent
-MOONCAKE = ROOT.parent / "shared" / "traces" / "mooncake" / "conversation_trace.jsonl"
+MOONCAKE = ROOT / "traces" / "mooncake_conversation.jsonl"
 SCRATCH = Path(os.environ.get("KVERN_BENCH_DIR", Path(tempfile.gettempdir()) / "kvern-bench"))
 
 TRACES = {

@@ -1,7 +1,7 @@
-"""Command line: thin Typer commands that build a config, call one function, report.
+"""Command line: option declarations only; each command calls one function of ``kvern.commands``.
 
 Options shared by several commands are declared once below and reused, so a flag learned
-once works everywhere (DESIGN.md §11). ``boundary`` turns every ``KvernError`` into one
+once works everywhere (docs/architecture.md §11). ``boundary`` turns every ``KvernError`` into one
 message and its exit code, and an OS error on a named file (an unwritable `-o`) into
 "file: reason", exit 2; anything else is a bug and keeps its traceback.
 """
@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from kvern.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KvernError
+from kvern.infra.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KvernError
 
 app = typer.Typer(
     name="kvern",
@@ -50,7 +50,7 @@ def boundary(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from kvern.report.console import Output
+        from kvern.infra.console import Output
 
         try:
             return fn(*args, **kwargs)
@@ -71,7 +71,7 @@ def boundary(fn: F) -> F:
 
 
 def _output(json_mode: bool = False, quiet: bool = False) -> Any:
-    from kvern.report.console import Output
+    from kvern.infra.console import Output
 
     return Output(json_mode=json_mode, quiet=quiet)
 
@@ -83,6 +83,14 @@ TraceBlockSizeOpt = Annotated[int | None, typer.Option(
     "--trace-block-size", help="tokens per hash id in Mooncake traces (default 512)")]
 
 
+def _load(fmt: str | None, model: str | None, skip_invalid: bool, no_cache: bool, no_normalize: bool,
+          block_size: int | None, trace_block_size: int | None) -> Any:
+    from kvern.ingest.pipeline import LoadOptions
+
+    return LoadOptions(fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache, no_normalize=no_normalize,
+                       model=model, block_size=block_size, trace_block_size=trace_block_size)
+
+
 @app.command()
 @boundary
 def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
@@ -91,20 +99,12 @@ def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, 
            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
            no_normalize: NoNormalizeOpt = False, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read a request log into the canonical trace and show what any prefix cache could reach."""
-    from kvern.config import load_config
-    from kvern.ingest.pipeline import load_trace, with_block_sizes
-    from kvern.ingest.stats import summarize
-    from kvern.ingest.table import summary_table
-    from kvern.ingest.trace import write_trace
+    from kvern.commands.ingest import ingest as run
+    from kvern.infra.config import load_config
 
-    out = _output(json_mode, quiet)
-    cfg = with_block_sizes(load_config(config), block_size=block_size, trace_block_size=trace_block_size)
-    trace = load_trace(log, cfg, fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache,
-                       no_normalize=no_normalize, model=model, out=out)
-    if output is not None:
-        write_trace(trace, output)
-    summary = summarize(trace)
-    out.result(summary_table(summary), summary.to_dict())
+    run(log, load_config(config),
+        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size), output,
+        _output(json_mode, quiet))
 
 # -- replay / compare (replay --backend: live) ---------------------------------
 PolicyOpt = Annotated[str, typer.Option("--policy", help="eviction policy: lru, fifo, lfu, cost, belady")]
@@ -129,41 +129,39 @@ ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", help="live: API key (default: the variable named by live.api_key_env)", show_default=False)]
 
 
-def _load_options(fmt: str | None, skip_invalid: bool, no_cache: bool, model: str | None) -> dict[str, Any]:
-    return {"fmt": fmt, "skip_invalid": skip_invalid, "no_cache": no_cache, "model": model}
-
-
 @app.command()
 @boundary
 def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = None,
            profile: ProfileOpt = None, param: ParamOpt = None, output: OutputDirOpt = None,
            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+           no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+           trace_block_size: TraceBlockSizeOpt = None,
            json_mode: JsonOpt = False, quiet: QuietOpt = False, backend: BackendOpt = None,
            speedup: SpeedupOpt = None, rate: RateOpt = None, concurrency: ConcurrencyOpt = None,
            max_requests: MaxRequestsOpt = None, duration: DurationOpt = None, timeout: TimeoutOpt = None,
            retries: RetriesOpt = None, served_model: ServedModelOpt = None,
            api_key: ApiKeyOpt = None) -> None:
     """Simulate one policy on a trace (or, with --backend, replay it live and reconcile)."""
-    from kvern.config import load_config
-    from kvern.report.runner import simulate_and_report
+    from kvern.infra.config import load_config
 
+    cfg, out = load_config(config), _output(json_mode, quiet)
+    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size)
     if backend is not None:
-        from kvern.live.command import default_folder, replay_live
+        from kvern.commands.live import default_folder, replay_live
         from kvern.live.replay import LiveOptions
 
-        cfg = load_config(config)
         prof = profile or cfg.simulate.profile
         replay_live(trace, cfg, LiveOptions(
             backend=backend, output_dir=output or default_folder(cfg, trace, prof), speedup=speedup,
             rate=rate, concurrency=concurrency, max_requests=max_requests, duration_s=duration,
             timeout_s=timeout, retries=retries, served_model=served_model, api_key=api_key, profile=prof,
-            policy=policy, capacity=capacity, fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache,
-            model=model), _output(json_mode, quiet))
+            policy=policy, capacity=capacity, load=load), out)
         return
-    simulate_and_report(trace, load_config(config), command="replay", policies=[policy], capacity=capacity,
-                        profile=profile, params=param, output=output, out=_output(json_mode, quiet),
-                        load=_load_options(fmt, skip_invalid, no_cache, model))
+    from kvern.commands.simulate import simulate
+
+    simulate(trace, cfg, load, command="replay", policies=[policy], capacity=capacity, profile=profile,
+             params=param, output=output, out=out)
 
 
 @app.command()
@@ -172,16 +170,18 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
             profile: ProfileOpt = None, param: ParamOpt = None, output: OutputDirOpt = None,
             config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
             skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+            no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+            trace_block_size: TraceBlockSizeOpt = None,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Simulate several policies side by side; the table marks the best online one."""
-    from kvern.config import load_config
-    from kvern.report.runner import simulate_and_report
+    from kvern.commands.simulate import simulate
+    from kvern.infra.config import load_config
 
     cfg = load_config(config)
-    simulate_and_report(trace, cfg, command="compare", policies=policies or cfg.simulate.policies,
-                        capacity=capacity, profile=profile, params=param, output=output,
-                        out=_output(json_mode, quiet), load=_load_options(fmt, skip_invalid, no_cache, model),
-                        policies_from_config=policies is None)
+    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size)
+    simulate(trace, cfg, load, command="compare", policies=policies or cfg.simulate.policies,
+             capacity=capacity, profile=profile, params=param, output=output, out=_output(json_mode, quiet),
+             policies_from_config=policies is None)
 
 
 # -- sweep -------------------------------------------------------------------------------
@@ -195,14 +195,17 @@ def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt =
           profile: ProfileOpt = None, param: ParamOpt = None, jobs: JobsOpt = None,
           output: OutputDirOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
           model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+          no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+          trace_block_size: TraceBlockSizeOpt = None,
           json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Hit rate against capacity per policy, and the capacity that reaches 50/80/90/95% of it."""
-    from kvern.config import load_config
-    from kvern.report.sweep import sweep_and_report
+    from kvern.commands.sweep import sweep as run
+    from kvern.infra.config import load_config
 
-    sweep_and_report(trace, load_config(config), policies=policies, capacity=capacity, points=points,
-                     profile=profile, params=param, jobs=jobs, output=output, out=_output(json_mode, quiet),
-                     load=_load_options(fmt, skip_invalid, no_cache, model))
+    run(trace, load_config(config),
+        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+        policies=policies, capacity=capacity, points=points, profile=profile, params=param, jobs=jobs,
+        output=output, out=_output(json_mode, quiet))
 
 
 # -- gate / analyze ----------------------------------------------------------------------
@@ -229,22 +232,20 @@ def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRate
          capacity: CapacityOpt = None, profile: ProfileOpt = None, update_baseline: UpdateBaselineOpt = False,
          config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
          skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
-         no_normalize: NoNormalizeOpt = False, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+         no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+         trace_block_size: TraceBlockSizeOpt = None,
+         json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """CI gate: exit 1 when the hit rate regressed (and name the cache breakers), 0 when it holds."""
-    from kvern.analysis.render import gate_renderable
-    from kvern.analysis.runner import GateSettings, Load, run_gate
-    from kvern.config import load_config
-    from kvern.errors import GateFailed
-    from kvern.gate import Thresholds
+    from kvern.analysis.gate import Thresholds
+    from kvern.analysis.measure import SimSetting
+    from kvern.commands.gate import gate as run
+    from kvern.infra.config import load_config
 
-    cfg, out = load_config(config), _output(json_mode, quiet)
-    g = run_gate(Load(trace, fmt, skip_invalid, no_cache, no_normalize, model), cfg, baseline=baseline,
-                 thresholds=Thresholds.from_config(cfg.gate, metric, min_hit_rate, max_drop),
-                 settings=GateSettings.from_config(cfg, policy, capacity, profile),
-                 update_baseline=update_baseline, out=out)
-    out.result(gate_renderable(g), g.to_dict())
-    if g.verdict is not None and not g.verdict.passed:
-        raise GateFailed(g.verdict.message())
+    cfg = load_config(config)
+    run(trace, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+        baseline=baseline, thresholds=Thresholds.from_config(cfg.gate, metric, min_hit_rate, max_drop),
+        setting=SimSetting.from_config(cfg, policy, capacity, profile), update_baseline=update_baseline,
+        out=_output(json_mode, quiet))
 
 
 @app.command()
@@ -252,24 +253,34 @@ def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRate
 def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20,
             show_text: ShowTextOpt = False, no_measure: NoMeasureOpt = False, policy: GatePolicyOpt = None,
             capacity: CapacityOpt = None, profile: ProfileOpt = None, output: OutputDirOpt = None,
-            config: ConfigOpt = None,
-            fmt: FormatOpt = None, model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False,
-            no_cache: NoCacheOpt = False, no_normalize: NoNormalizeOpt = False,
+            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+            no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+            trace_block_size: TraceBlockSizeOpt = None,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Profile a trace, name what breaks prefix caching (and the rule that fixes it), show hot prefixes."""
-    from kvern.analysis.render import analysis_renderable
-    from kvern.analysis.runner import GateSettings, Load, run_analyze
-    from kvern.config import load_config
-    from kvern.report.runner import run_folder
+    from kvern.analysis.measure import SimSetting
+    from kvern.commands.analyze import analyze as run
+    from kvern.infra.config import load_config
 
-    cfg, out = load_config(config), _output(json_mode, quiet)
-    settings = GateSettings.from_config(cfg, policy, capacity, profile)
-    folder = run_folder(cfg, "analyze", trace, settings.profile, output)
-    a, _ = run_analyze(Load(trace, fmt, skip_invalid, no_cache, no_normalize, model), cfg, settings=settings,
-                       top=top, top_prefixes=top_prefixes, show_text=show_text, measure=not no_measure,
-                       output=folder, out=out)
-    out.info(f"analysis written to {folder}/")
-    out.result(analysis_renderable(a), a.to_dict())
+    cfg = load_config(config)
+    run(trace, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+        setting=SimSetting.from_config(cfg, policy, capacity, profile), top=top, top_prefixes=top_prefixes,
+        show_text=show_text, measure=not no_measure, output=output, out=_output(json_mode, quiet))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kvern import __version__
+
+        typer.echo(f"kvern {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Trace analyzer and replay simulator for LLM prefix (KV) caching."""
 
 
 def main() -> None:

@@ -5,6 +5,5 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_TRACES = ROOT.parent / "shared" / "traces"
-MOONCAKE = SHARED_TRACES / "mooncake" / "conversation_trace.jsonl"
+MOONCAKE = ROOT / "traces" / "mooncake_conversation.jsonl"
 CHAT_SAMPLE = ROOT / "traces" / "chat_sample.jsonl"

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from kvern.analysis.divergence import Divergence, Scan
 from kvern.analysis.fields import BY_NAME, TEXT, field_at, fold
-from kvern.config import Config, NormalizeRule
+from kvern.infra.config import Config, NormalizeRule
 from kvern.ingest.trace import Trace
 
 Decoder = Callable[[str, Sequence[int]], str]

@@ -5,7 +5,7 @@ prefix, the first token where the two differ, and whether they agree again short
 field such as a date or a request id was swapped in, inserted or removed). The tokens that
 agree again after such a short divergence are cacheable tokens the request lost.
 
-The search works on interned block ids (``kvern.sim.stream``), not on tokens: because block
+The search works on interned block ids (``kvern.ingest.stream``), not on tokens: because block
 keys are chained, the blocks a request shares with everything before it are exactly its
 leading blocks seen before, and every earlier prompt sharing them continues with a child of
 the last shared block. Tokens are compared only inside the first differing block (against
@@ -35,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.report.console import NULL_OUTPUT, Output
-from kvern.sim.stream import BlockStream, block_streams
 
 WINDOW = 16
 """Tokens that must agree again after a divergence for it to count as a swapped field: a block of

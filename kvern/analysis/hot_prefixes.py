@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from kvern.analysis.breakers import Decoder
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.sim.stream import BlockStream, block_streams
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import xxhash
 
-from kvern.config import Config
+from kvern.infra.config import Config
 
 CACHE_ENV = "KVERN_INGEST_CACHE"
 INGEST_VERSION = 1

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from kvern.config import NormalizeRule
+from kvern.infra.config import NormalizeRule
 
 
 class Normalizer:

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from kvern.config import Config
-from kvern.errors import InputError, KvernError, UsageError
+from kvern.infra.config import Config
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.infra.errors import InputError, KvernError, UsageError
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.encode import TemplateError
@@ -22,7 +23,6 @@ from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_fo
 from kvern.ingest.records import Fields, RawRequest
 from kvern.ingest.source import iter_lines
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, is_parquet, read_trace, write_trace
-from kvern.report.console import NULL_OUTPUT, Output
 
 HASH_IDS = "hash-ids"
 """The tokenizer name recorded for hash-id traces."""
@@ -118,6 +118,33 @@ def with_block_sizes(cfg: Config, *, block_size: int | None = None,
     if not update:
         return cfg
     return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update=update)})
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOptions:
+    """The ingest flags of every command that loads a trace (``--format``, ``--model``, …)."""
+
+    fmt: str | None = None
+    skip_invalid: bool = False
+    no_cache: bool = False
+    no_normalize: bool = False
+    model: str | None = None
+    block_size: int | None = None
+    """``--block-size``: tokens per block for tokenized logs (default ``ingest.block_size``)."""
+    trace_block_size: int | None = None
+    """``--trace-block-size``: tokens per hash id of a Mooncake trace."""
+
+    def config(self, cfg: Config) -> Config:
+        """``cfg`` with this load's block sizes applied."""
+        return with_block_sizes(cfg, block_size=self.block_size, trace_block_size=self.trace_block_size)
+
+    def load(self, path: Path, cfg: Config, out: Output = NULL_OUTPUT, *,
+             normalize: bool | None = None) -> Trace:
+        """``load_trace`` with these flags; ``normalize`` overrides ``--no-normalize``."""
+        return load_trace(path, self.config(cfg), fmt=self.fmt, skip_invalid=self.skip_invalid,
+                          no_cache=self.no_cache,
+                          no_normalize=self.no_normalize if normalize is None else not normalize,
+                          model=self.model, out=out)
 
 
 # -- one request -> one row ----------------------------------------------------------------
@@ -248,4 +275,4 @@ class _Rows:
         )
 
 
-__all__ = ["HASH_IDS", "ingest", "load_trace", "with_block_sizes"]
+__all__ = ["HASH_IDS", "LoadOptions", "ingest", "load_trace", "with_block_sizes"]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kvern.errors import InputError
+from kvern.infra.errors import InputError
 
 
 @dataclass(slots=True)

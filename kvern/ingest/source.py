@@ -18,8 +18,8 @@ from typing import IO, Any
 
 import zstandard
 
-from kvern.errors import InputError
-from kvern.report.console import NULL_OUTPUT, Output
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.infra.errors import InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"

@@ -19,8 +19,8 @@ import tempfile
 from importlib import metadata, resources
 from pathlib import Path
 
-from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.infra.config import Config
+from kvern.infra.errors import UsageError
 
 QWEN25 = "kvern:qwen2.5"
 BUILTIN = (QWEN25,)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kvern.errors import InputError
-from kvern.report.atomic import read_tagged_parquet, write_parquet
+from kvern.infra.errors import InputError
+from kvern.infra.files import read_tagged_parquet, write_parquet
 
 TRACE_SCHEMA = pa.schema(
     [

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from kvern.errors import InputError
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.infra.errors import InputError
 from kvern.ingest.readers.base import ReadOptions
 from kvern.ingest.readers.common import is_wrapper
 from kvern.ingest.readers.openai_chat import OpenAIChatReader
@@ -30,7 +31,6 @@ from kvern.ingest.records import Fields
 from kvern.ingest.source import iter_lines
 from kvern.ingest.trace import Trace, is_parquet
 from kvern.live.client import LiveRequest
-from kvern.report.console import NULL_OUTPUT, Output
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 
 Mode = Literal["timestamps", "constant", "poisson", "closed"]
 

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from kvern.config import Config
+from kvern.infra.config import Config
+from kvern.ingest.stream import block_streams
 from kvern.ingest.trace import Trace
 from kvern.live.bodies import row_prompt
 from kvern.sim.capacity import CapacitySpec, capacity_blocks
 from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
-from kvern.sim.stream import block_streams
 
 RECONCILE_SCHEMA = pa.schema([
     pa.field("row", pa.int64(), nullable=False),

@@ -1,15 +1,13 @@
-"""``kvern replay TRACE --backend URL``: replay a trace live, then reconcile with the simulation.
+"""A live run's options, checked before anything is sent, and its reconciliation afterwards.
 
-Writes to the output folder: ``live.parquet`` (one row per request, kept valid and marked
-partial while the run goes on), ``reconcile.parquet`` (predicted against observed, per
-request, with the cause of each gap), ``live_summary.json`` and ``ttft_vs_cached.png``. A run
-that is interrupted or loses its backend still writes all of them from what finished, then
-raises ``Interrupted`` (exit 130) or ``BackendError``.
+``kvern.commands.live`` runs the whole thing; this module holds what it needs from the live
+package around the send loop: the options, the backend URL's safe forms, the prediction's
+capacity, and ``reconcile_run``, which writes ``reconcile.parquet`` (predicted against
+observed, per request, with the cause of each gap) and ``live_summary.json``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,19 +15,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from kvern.config import Config
-from kvern.errors import BackendError, Interrupted, UsageError
-from kvern.ingest.pipeline import load_trace
+from kvern.infra.config import Config
+from kvern.infra.console import Output
+from kvern.infra.errors import UsageError
+from kvern.infra.files import write_json, write_parquet
+from kvern.ingest.pipeline import LoadOptions
 from kvern.ingest.trace import Trace
-from kvern.live.bodies import build_requests
-from kvern.live.chart import ttft_chart
-from kvern.live.client import RetryPolicy
-from kvern.live.pacing import pacing_from_flags, schedule
+from kvern.live.loop import LiveRun
 from kvern.live.reconcile import predict_llamacpp, predict_with_profile, reconcile, served_order
-from kvern.live.runner import LiveRun, LiveSettings, replay
 from kvern.live.sink import LiveSink
-from kvern.report.atomic import write_json, write_parquet
-from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.profiles.llamacpp import LlamaServerConfig
 
@@ -51,10 +45,8 @@ class LiveOptions:
     policy: str = "lru"
     capacity: str | None = None
     """Simulated cache size for the prediction (``--capacity``); default: the config's first."""
-    fmt: str | None = None
-    skip_invalid: bool = False
-    no_cache: bool = False
-    model: str | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    """How the trace is loaded (the ingest flags)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,61 +73,8 @@ def server_root(url: str) -> str:
     return root.removesuffix("/v1")
 
 
-def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NULL_OUTPUT) -> LiveReport:
-    backend = server_root(opts.backend)
-    _check(opts)
-    pacing = pacing_from_flags(opts.speedup, opts.rate, opts.concurrency)
-    retry = RetryPolicy(timeout_s=cfg.live.timeout_s if opts.timeout_s is None else opts.timeout_s,
-                        retries=cfg.live.retries if opts.retries is None else opts.retries,
-                        backoff_s=cfg.live.backoff_s)
-    api_key = opts.api_key or os.environ.get(cfg.live.api_key_env) or None
-
-    trace = load_trace(trace_path, cfg, fmt=opts.fmt, skip_invalid=opts.skip_invalid,
-                       no_cache=opts.no_cache, model=opts.model, out=out)
-    capacity = _capacity(trace, cfg, opts)
-    if trace.meta.normalized:
-        out.warn("the trace was normalized: the server sees the logged text, so gaps may be "
-                 "normalization rather than cache behaviour")
-    requests = build_requests(trace, trace_path, default_max_tokens=cfg.live.default_max_tokens,
-                              served_model=opts.served_model, out=out)[: opts.max_requests]
-    arrival = trace.table.column("arrival_s").to_numpy()[: len(requests)]
-    offsets = schedule(pacing, arrival)
-    meta = {"backend": public_url(backend), "trace": trace_path.name, "pacing": pacing.describe(),
-            "profile": opts.profile, "requests_planned": len(requests)}
-    sink = LiveSink(opts.output_dir / "live.parquet", meta)
-    out.info(f"replaying {len(requests)} requests against {public_url(backend)} ({pacing.describe()})")
-    settings = LiveSettings(backend=backend, pacing=pacing, retry=retry, duration_s=opts.duration_s,
-                            api_key=api_key)
-    interrupted = False
-    run = LiveRun()
-    try:
-        replay(requests, offsets, settings, sink, out, run)
-    except KeyboardInterrupt:
-        interrupted = True
-    summary = _finish(trace, cfg, run, sink, opts, capacity, out)
-    report = LiveReport(summary, opts.output_dir, run)
-    done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
-    if interrupted:
-        raise Interrupted(f"interrupted: {done}")
-    if run.partial:
-        raise BackendError(f"{run.stop_reason}: {done}")
-    _require_some_success(sink, opts.output_dir)
-    return report
-
-
-def _require_some_success(sink: LiveSink, folder: Path) -> None:
-    """A run in which the backend answered every request with an error (a wrong key, URL or
-    model name) measured nothing: exit 2 with the first error, not 0 with "0 of N ok"."""
-    live = sink.table()
-    if live.num_rows == 0 or any(live.column("ok").to_pylist()):
-        return
-    first = next((e for e in live.column("error").to_pylist() if e), "no error text")
-    raise BackendError(f"no request succeeded ({live.num_rows} sent; the first error: {first}); "
-                       f"results in {folder}")
-
-
-def _check(opts: LiveOptions) -> None:
-    """Fail on bad flags before anything is sent (``_capacity`` checks --capacity on the trace)."""
+def check_options(opts: LiveOptions) -> None:
+    """Fail on bad flags before anything is sent (``prediction_capacity`` checks --capacity on the trace)."""
     from kvern.sim.policies import make_policy
     from kvern.sim.profiles import get_profile
 
@@ -150,7 +89,7 @@ def _check(opts: LiveOptions) -> None:
         make_policy(opts.policy)
 
 
-def _capacity(trace: Trace, cfg: Config, opts: LiveOptions) -> CapacitySpec | None:
+def prediction_capacity(trace: Trace, cfg: Config, opts: LiveOptions) -> CapacitySpec | None:
     """The prediction's cache size, checked on every model of the trace before anything is sent.
 
     ``llamacpp``: ``--capacity`` or None (an unbounded host prompt cache); other profiles:
@@ -166,7 +105,7 @@ def _capacity(trace: Trace, cfg: Config, opts: LiveOptions) -> CapacitySpec | No
     return spec
 
 
-def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
+def reconcile_run(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveOptions,
             capacity: CapacitySpec | None, out: Output) -> dict[str, Any]:
     live = sink.table()
     order = served_order(live)
@@ -192,9 +131,6 @@ def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveO
         summary["server_metrics_engine"] = run.server_cache.engine
         summary["server_token_hit_rate"] = run.server_cache.hit_rate
     write_json(summary, opts.output_dir / "live_summary.json")
-    if not ttft_chart(live, opts.output_dir / "ttft_vs_cached.png",
-                      f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})"):
-        out.info("no TTFT chart: no request reported both its TTFT and its cached tokens")
     return summary
 
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from kvern.infra.files import read_tagged_parquet, write_parquet
 from kvern.live.client import LiveResult
-from kvern.report.atomic import read_tagged_parquet, write_parquet
 
 LIVE_SCHEMA = pa.schema([
     pa.field("row", pa.int64(), nullable=False),

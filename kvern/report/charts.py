@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow.compute as pc
 
-from kvern.report.atomic import atomic_path
+from kvern.infra.files import atomic_path
 from kvern.report.tables import best_policies
 from kvern.sim.run import RunResult
 

@@ -28,13 +28,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from kvern.config import Config
-from kvern.errors import Interrupted
-from kvern.report.atomic import atomic_path, write_json, write_parquet
-from kvern.report.console import Output
+from kvern.infra.files import atomic_path, write_json, write_parquet
 from kvern.report.write import mark_partial
 from kvern.sim.curve import LRUCurve
-from kvern.sim.sweep import PERCENTS, ModelSweep, SweepInterrupted, SweepResult
+from kvern.sim.sweep import PERCENTS, ModelSweep, SweepResult
 
 SWEEP_VERSION = 1
 _MAX_PLOTTED = 4000
@@ -242,41 +239,9 @@ def _curve_xy(curve: LRUCurve) -> tuple[np.ndarray, np.ndarray]:
     return caps, curve.cached_tokens[caps].astype(np.float64)
 
 
-# -- the command's body --------------------------------------------------------------------------
-
-def sweep_and_report(trace_path: Path, cfg: Config, *, policies: str | None, capacity: str | None,
-                     points: int, profile: str | None, params: list[str] | None, jobs: int | None,
-                     output: Path | None, out: Output, load: dict[str, Any]) -> SweepResult:
-    from kvern.ingest.pipeline import load_trace
-    from kvern.report.runner import parse_params, run_folder
-    from kvern.sim.policies import parse_policy_list
-    from kvern.sim.profiles import get_profile
-    from kvern.sim.sweep import run_sweep
-
-    profile = profile or cfg.simulate.profile
-    if policies is None:  # the config's list: keep what the profile can run, as `compare` does
-        configured = parse_policy_list(cfg.simulate.policies)
-        supported = get_profile(profile).policies
-        kept = [p for p in configured if supported is None or p in supported]
-        if kept != configured:
-            out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
-        policies = ",".join(kept or configured)
-    trace = load_trace(trace_path, cfg, out=out, **load)
-    stopped: SweepInterrupted | None = None
-    try:
-        result = run_sweep(trace, cfg, policies=policies, profile=profile, capacity=capacity, points=points,
-                           params=parse_params(params), jobs=jobs, out=out)
-    except SweepInterrupted as e:
-        stopped, result = e, e.result
-    folder = run_folder(cfg, "sweep", trace_path, profile, output)
-    write_sweep(result, folder)
-    if stopped is not None:
-        out.warn(f"{stopped.message}: the report holds those that finished, marked partial")
-    out.info(f"report written to {folder}/")
-    out.result(sweep_renderable(result), _clean(sweep_document(result)))
-    if stopped is not None:
-        raise Interrupted(f"{stopped.message}; partial report written to {folder}/")
-    return result
+def sweep_json(result: SweepResult) -> dict[str, Any]:
+    """The sweep document for ``--json`` (NaN -> null all the way down)."""
+    return _clean(sweep_document(result))
 
 
 def _clean(value: Any) -> Any:

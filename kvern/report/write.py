@@ -13,22 +13,15 @@ key of both Parquet files' schema metadata. A complete run carries neither.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from kvern.report.atomic import write_json, write_parquet
+from kvern.analysis.results import Analysis
+from kvern.infra.files import write_json, write_parquet
 from kvern.sim.run import RunResult
-
-SUMMARY_VERSION = 1
-
-
-def summary_document(result: RunResult) -> dict[str, Any]:
-    rows = [{k: _clean(v) for k, v in row.items()} for row in result.summary.to_pylist()]
-    return {"version": SUMMARY_VERSION, "settings": result.settings, "summary": rows}
 
 
 def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) -> list[Path]:
@@ -38,12 +31,22 @@ def write_report(result: RunResult, folder: str | Path, *, charts: bool = True) 
     written = [folder / "requests.parquet", folder / "summary.parquet", folder / "summary.json"]
     write_parquet(mark_partial(result.requests, result.settings), written[0])
     write_parquet(mark_partial(result.summary, result.settings), written[1])
-    write_json(summary_document(result), written[2])
+    write_json(result.document(), written[2])
     if charts and (result.aggregate_rows() or not result.partial):  # a chart needs a row
         from kvern.report.charts import write_charts
 
         written.extend(write_charts(result, folder))
     return written
+
+
+def write_analysis(analysis: Analysis, folder: str | Path) -> list[Path]:
+    """``analysis.json`` and the analysis charts."""
+    from kvern.report.analysis_charts import write_charts
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(analysis.to_dict(), folder / "analysis.json")
+    return [folder / "analysis.json", *write_charts(analysis, folder)]
 
 
 PARTIAL_KEY = b"kvern.report"
@@ -58,9 +61,3 @@ def mark_partial(table: pa.Table, settings: Mapping[str, Any]) -> pa.Table:
     mark = {"partial": True, "not_run": settings.get("not_run", [])}
     meta = {**(table.schema.metadata or {}), PARTIAL_KEY: json.dumps(mark, sort_keys=True).encode()}
     return table.replace_schema_metadata(meta)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 
-from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.infra.config import Config
+from kvern.infra.errors import UsageError
 
 Unit = Literal["blocks", "tokens", "bytes"]
 

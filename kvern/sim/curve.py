@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from kvern.sim.stream import BlockStream
+from kvern.ingest.stream import BlockStream
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,23 +11,27 @@ marked partial, for the caller to write and show before exiting 130.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from kvern.config import Config
-from kvern.errors import Interrupted, UsageError
+from kvern.infra.config import Config
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.infra.errors import Interrupted, UsageError
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.policies import POLICIES, make_policy, parse_policy_list
 from kvern.sim.profiles import get_profile
 from kvern.sim.result import SimResult
 from kvern.sim.savings import attn_ratio
 from kvern.sim.simulate import check_supported, simulate
-from kvern.sim.stream import BlockStream, block_streams
+
+SUMMARY_VERSION = 1
+"""Version of summary.json's layout."""
 
 
 @dataclass(frozen=True)
@@ -45,18 +49,24 @@ class RunResult:
     """One row per request × policy × capacity."""
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def document(self) -> dict[str, Any]:
+        """``summary.json``: the settings and the summary rows, JSON-clean (NaN -> null)."""
+        rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+                for row in self.summary_rows()]
+        return {"version": SUMMARY_VERSION, "settings": self.settings, "summary": rows}
+
     def summary_rows(self) -> list[dict[str, Any]]:
         return self.summary.to_pylist()
 
     def aggregate_rows(self) -> list[dict[str, Any]]:
         """The summary rows over the whole trace, one per policy × capacity."""
-        from kvern.report.metrics import aggregate_rows
+        from kvern.sim.metrics import aggregate_rows
 
         return aggregate_rows(self.summary_rows(), self.settings.get("models", []))
 
     def model_rows(self) -> list[dict[str, Any]]:
         """With several models, each model's own rows (model × policy × capacity); else none."""
-        from kvern.report.metrics import ALL_MODELS
+        from kvern.sim.metrics import ALL_MODELS
 
         if len(self.settings.get("models", [])) < 2:
             return []
@@ -88,7 +98,7 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     ``"1k:1M"`` with ``points``). ``params``: per-policy overrides, e.g. ``{"lfu": {"half_life": 50}}``.
     ``streams`` may pass ``block_streams(trace)`` when the caller already has them.
     """
-    from kvern.report.metrics import requests_table, summary_table
+    from kvern.sim.metrics import requests_table, summary_table
 
     names = parse_policy_list(policies if isinstance(policies, str) else list(policies))
     get_profile(profile)

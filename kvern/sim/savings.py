@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kvern.config import KVGeometry
+from kvern.infra.config import KVGeometry
 
 
 def prefill_flops(tokens: np.ndarray, geometry: KVGeometry | None) -> np.ndarray | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import make_policy
 from kvern.sim.profiles import Advance, get_profile
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 
 def simulate(stream: BlockStream, policy: str, capacity_blocks: int, profile: str = "vllm",

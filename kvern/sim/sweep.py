@@ -23,10 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from kvern.config import Config
-from kvern.errors import Interrupted, UsageError
+from kvern.infra.config import Config
+from kvern.infra.console import NULL_OUTPUT, Output
+from kvern.infra.errors import Interrupted, UsageError
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.report.console import NULL_OUTPUT, Output
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.curve import LRUCurve, lru_curve
 from kvern.sim.policies import make_policy, parse_policy_list
@@ -34,7 +35,6 @@ from kvern.sim.profiles import get_profile
 from kvern.sim.result import SimResult
 from kvern.sim.run import policy_params
 from kvern.sim.simulate import check_supported, simulate
-from kvern.sim.stream import BlockStream, block_streams
 
 PERCENTS = (50, 80, 90, 95)
 DEFAULT_POINTS = 20

@@ -13,8 +13,8 @@ from test_divergence import _prompts
 from kvern.analysis.breakers import config_with_rule, find_breakers, locate
 from kvern.analysis.divergence import scan
 from kvern.analysis.fields import field_at, fold
-from kvern.config import Config, ModelConfig, NormalizeRule
-from kvern.ingest.stats import infinite_cache_hits
+from kvern.infra.config import Config, ModelConfig, NormalizeRule
+from kvern.sim.bounds import infinite_cache_hits
 
 SYS = ("You are a helpful assistant for ACME support.\nToday is {d}.\n"
        "Answer in English, keep a friendly tone, and cite the knowledge base articles you used.\n")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvern.analysis.divergence import MAX_SPAN, WINDOW, Divergence, realign, scan
-from kvern.ingest.stats import infinite_cache_hits
+from kvern.sim.bounds import infinite_cache_hits
 
 A = list(range(100, 140))  # 40 distinct tokens
 
@@ -154,7 +154,7 @@ def test_scan_matches_brute_force(case: tuple[list[list[int]], list[str]], bs: i
 @settings(max_examples=100, deadline=None)
 @given(case=_prompts(), bs=st.sampled_from([1, 4, 16]), tokens=st.booleans())
 def test_hits_equal_the_ingest_bound(case: tuple[list[list[int]], list[str]], bs: int, tokens: bool) -> None:
-    """The scan's infinite-cache hits are ``kvern.ingest.stats.infinite_cache_hits``, summed."""
+    """The scan's infinite-cache hits are ``kvern.sim.bounds.infinite_cache_hits``, summed."""
     trace = make_trace(case[0], models=case[1], block_size=bs, with_tokens=tokens)
     s = scan(trace)
     assert s.hit_tokens == int(infinite_cache_hits(trace).sum())

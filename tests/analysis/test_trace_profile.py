@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from analysis_helpers import make_trace
 
-from kvern.analysis.profile import Distribution, Histogram, profile
+from kvern.analysis.trace_profile import Distribution, Histogram, profile
 
 A = [1, 2, 3, 4, 5, 6, 7, 8]
 B = [9, 9, 9, 9]

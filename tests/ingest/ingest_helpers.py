@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kvern.config import Config
+from kvern.infra.config import Config
 from kvern.ingest.pipeline import ingest
 from kvern.ingest.trace import Trace
 

@@ -13,8 +13,8 @@ from ingest_helpers import ingest_rows, write_jsonl
 from typer.testing import CliRunner
 
 from kvern.cli import app
-from kvern.config import Config
-from kvern.errors import InputError, UsageError
+from kvern.infra.config import Config
+from kvern.infra.errors import InputError, UsageError
 from kvern.ingest.pipeline import ingest, load_trace
 
 GOOD = {"timestamp": 0, "input_length": 10, "output_length": 1, "hash_ids": [1]}

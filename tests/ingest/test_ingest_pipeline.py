@@ -12,11 +12,11 @@ from trace_paths import MOONCAKE, ROOT
 from typer.testing import CliRunner
 
 from kvern.cli import app
-from kvern.config import Config, ModelConfig, NormalizeRule
+from kvern.infra.config import Config, ModelConfig, NormalizeRule
 from kvern.ingest.cache import cache_dir
 from kvern.ingest.pipeline import load_trace
-from kvern.ingest.stats import summarize
 from kvern.ingest.trace import Trace, read_trace, write_trace
+from kvern.sim.bounds import summarize
 
 CHAT_SAMPLE = ROOT / "traces" / "chat_sample.jsonl"
 DATE = NormalizeRule(name="iso-date", pattern=r"\b\d{4}-\d{2}-\d{2}\b", replace="<DATE>")
@@ -98,7 +98,6 @@ def test_same_input_same_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
-@pytest.mark.skipif(not MOONCAKE.exists(), reason="shared Mooncake trace not present")
 def test_mooncake_conversation_trace() -> None:
     t = load_trace(MOONCAKE, Config())
     assert t.num_requests == 12031 and t.meta.block_size == 512

@@ -10,7 +10,7 @@ import pytest
 import zstandard
 from ingest_helpers import ingest_rows, write_jsonl
 
-from kvern.config import Config, IngestConfig
+from kvern.infra.config import Config, IngestConfig
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.pipeline import ingest
 from kvern.ingest.tokenizer import get_tokenizer

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_helpers import ingest_rows
 
-from kvern.config import Config, IngestConfig
-from kvern.ingest.stats import infinite_cache_hits, summarize
+from kvern.infra.config import Config, IngestConfig
+from kvern.sim.bounds import infinite_cache_hits, summarize
 
 
 def _trace(tmp_path: Path, prompts: list[tuple[str, list[int]]], bs: int):  # type: ignore[no-untyped-def]

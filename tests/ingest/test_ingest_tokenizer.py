@@ -10,8 +10,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from kvern.config import Config, ModelConfig
-from kvern.errors import UsageError
+from kvern.infra.config import Config, ModelConfig
+from kvern.infra.errors import UsageError
 from kvern.ingest import tokenizer as tk
 from kvern.ingest.tokenizer import default_tokenizer_dir, get_tokenizer, tokenizer_for_model
 

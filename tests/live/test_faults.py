@@ -19,9 +19,10 @@ from fault_proxy import FaultProxy
 from llama_proc import SERVED_MODEL, Server, free_port
 from synthetic import token_trace
 
-from kvern.config import Config
-from kvern.errors import BackendError, InputError, UsageError
-from kvern.live.replay import LiveOptions, run_live
+from kvern.commands.live import run_live
+from kvern.infra.config import Config
+from kvern.infra.errors import BackendError, InputError, UsageError
+from kvern.live.replay import LiveOptions
 from kvern.live.sink import read_live
 
 CFG = Config.model_validate({"live": {"backoff_s": 0.01}})

@@ -13,12 +13,13 @@ from synthetic import shared_prefix_prompts, token_trace
 from typer.testing import CliRunner
 
 from kvern.cli import app
-from kvern.config import Config
-from kvern.errors import BackendError
+from kvern.commands.live import run_live
+from kvern.infra.config import Config
+from kvern.infra.errors import BackendError
 from kvern.ingest.blocks import token_block_keys
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
 from kvern.live.reconcile import prompts_of, served_order
-from kvern.live.replay import LiveOptions, run_live
+from kvern.live.replay import LiveOptions
 from kvern.live.sink import read_live
 from kvern.sim.profiles.llamacpp import LlamaServerConfig, predict
 

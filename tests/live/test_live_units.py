@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvern.errors import InputError, UsageError
+from kvern.infra.errors import InputError, UsageError
 from kvern.live.bodies import CHAT_PATH, chat_bodies, synthetic_prompt
 from kvern.live.client import PROMPT_PLACEHOLDER, LiveResult, RetryPolicy, redact_prompt
 from kvern.live.prometheus import ServerCacheStats, cache_stats, parse_metrics
@@ -190,9 +190,10 @@ def test_gap_causes(obs: int, pred: int, prompt: int, server: int, retries: int,
     ({"rate": "5", "speedup": 2.0}, "--speedup"),
 ])
 def test_bad_live_flags_fail_before_anything_is_sent(tmp_path: Path, kw: dict, flag: str) -> None:
-    from kvern.config import Config
-    from kvern.errors import UsageError
-    from kvern.live.replay import LiveOptions, run_live
+    from kvern.commands.live import run_live
+    from kvern.infra.config import Config
+    from kvern.infra.errors import UsageError
+    from kvern.live.replay import LiveOptions
 
     opts = LiveOptions(**{"backend": "http://127.0.0.1:9", "output_dir": tmp_path / "o", **kw})
     with pytest.raises(UsageError, match=flag):

@@ -111,10 +111,10 @@ def test_the_registered_profile_runs_the_same_model_through_the_simulator() -> N
     import pyarrow as pa
 
     from kvern.ingest.blocks import token_block_keys
+    from kvern.ingest.stream import block_streams
     from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, with_meta
     from kvern.sim.policies import make_policy
     from kvern.sim.profiles import get_profile
-    from kvern.sim.stream import block_streams
 
     rng = np.random.default_rng(1)
     doc = rng.integers(0, 50, 40)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.live.pacing import Pacing, pacing_from_flags, schedule
 
 ARRIVALS = np.array([10.0, 10.5, 12.0, 16.0])

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kvern.config import Config
-from kvern.report.console import Output
+from kvern.infra.config import Config
+from kvern.infra.console import Output
 from kvern.report.write import PARTIAL_KEY, write_report
 from kvern.sim.run import RunInterrupted, run_simulation
 from tests.report.test_report import two_model_trace

@@ -11,13 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from kvern.cli import app
-from kvern.config import Config, KVGeometry, ModelConfig
-from kvern.errors import UsageError
+from kvern.infra.config import Config, KVGeometry, ModelConfig
+from kvern.infra.console import Output
+from kvern.infra.errors import UsageError
 from kvern.ingest.blocks import hash_id_block_keys
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
-from kvern.report.console import Output
 from kvern.report.tables import best_policies
 from kvern.report.write import write_report
+from kvern.sim.metrics import aggregate_rows
 from kvern.sim.run import run_simulation
 
 TINY = KVGeometry(layers=2, kv_heads=1, head_dim=4, dtype_bytes=2, hidden=4, params=1e9)
@@ -162,7 +163,7 @@ def test_replay_json_and_bad_capacity(tmp_path: Path) -> None:
 
 
 def test_param_flags() -> None:
-    from kvern.report.runner import parse_params
+    from kvern.commands.common import parse_params
 
     assert parse_params(["lfu.half_life=50", "cost.attn_ratio=1e-4"]) == {
         "lfu": {"half_life": "50"}, "cost": {"attn_ratio": "1e-4"}}
@@ -179,17 +180,16 @@ def test_param_flags() -> None:
 def test_gate_and_tables_take_the_rows_over_the_whole_trace() -> None:
     from rich.console import Console
 
-    from kvern.analysis.runner import GateSettings, gate_row
-    from kvern.gate import select_row
+    from kvern.analysis.measure import SimSetting, setting_row
     from kvern.report.tables import per_model_renderable, summary_renderable
 
     cfg = Config(models={"g": ModelConfig(geometry=TINY)})
     res = run_simulation(two_model_trace(), cfg, policies="lru,fifo,belady", capacities="10", profile="vllm")
     rows = res.summary_rows()
     assert len(rows) == 3 + 2 * 3
-    assert select_row(rows, "lru", "10")["model"] == "*"
-    assert select_row(rows[::-1], "lru", "10") == rows[0]  # not the first match: the "*" row
-    row = gate_row(two_model_trace(), cfg, GateSettings("lru", "10", "vllm"), Output(quiet=True))
+    assert [r["model"] for r in aggregate_rows(rows) if r["policy"] == "lru"] == ["*"]
+    assert [r for r in aggregate_rows(rows[::-1]) if r["policy"] == "lru"] == [rows[0]]  # the "*" row
+    row = setting_row(two_model_trace(), cfg, SimSetting("lru", "10", "vllm"), Output(quiet=True))
     assert row == {**rows[0], "gap_to_belady": None}  # the gate runs lru alone: no Belady
     # The table ranks the "*" rows; the per-model lines follow, 80 columns wide.
     assert best_policies(rows) == {"10": "lru"}

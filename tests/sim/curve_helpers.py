@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import strategies as st
 
 from kvern.ingest.blocks import hash_id_block_keys
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
-from kvern.sim.stream import BlockStream, block_streams
 
 Request = tuple[list[int], int]
 """(block keys, prompt tokens) of one request."""

@@ -14,9 +14,9 @@ import pyarrow as pa
 from hypothesis import strategies as st
 
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
 from kvern.sim.policies.cost import block_costs
-from kvern.sim.stream import BlockStream, block_streams
 
 Req = tuple[Sequence[Hashable], int]
 """(block labels, prompt tokens)."""

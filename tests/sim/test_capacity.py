@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kvern.config import Config, KVGeometry, ModelConfig
-from kvern.errors import UsageError
+from kvern.infra.config import Config, KVGeometry, ModelConfig
+from kvern.infra.errors import UsageError
 from kvern.sim.capacity import capacity_blocks, parse_capacity
 
 LLAMA = KVGeometry(layers=32, kv_heads=8, head_dim=128, dtype_bytes=2, hidden=4096, params=8.0e9)

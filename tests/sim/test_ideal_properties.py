@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import BS, as_list, make_stream, make_trace, naive_ideal, requests
 
-from kvern.ingest.stats import infinite_cache_hits
+from kvern.sim.bounds import infinite_cache_hits
 from kvern.sim.policies import make_policy
 from kvern.sim.profiles import get_profile
 from kvern.sim.simulate import simulate

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import aligned, as_list, make_stream, make_token_stream, naive_ideal
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.sim.simulate import simulate
 
 PROMPTS = st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=10), min_size=1, max_size=12)

@@ -36,7 +36,6 @@ def test_lru_run_by_hand() -> None:
         lru_run(make_stream(reqs, BS), -1)
 
 
-@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_curve_equals_lru_run_on_mooncake() -> None:
     stream = mooncake_stream(MOONCAKE)
     curve = lru_curve(stream, last_token_rule=True)

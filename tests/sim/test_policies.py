@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sim_helpers import aligned, as_list, make_stream
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.sim.policies import POLICIES, make_policy, parse_policy_list
 from kvern.sim.simulate import simulate
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sim_helpers import BS, aligned, as_list, capped_infinite, make_stream, make_token_stream, requests
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.sim.policies import make_policy
 from kvern.sim.profiles import get_profile
 from kvern.sim.simulate import simulate

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from sim_helpers import as_list, make_token_stream
 
-from kvern.config import Config
+from kvern.infra.config import Config
 from kvern.ingest.pipeline import load_trace
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.sim.simulate import simulate
-from kvern.sim.stream import BlockStream, block_streams
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

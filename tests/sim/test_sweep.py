@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trace_paths import MOONCAKE
 
-from kvern.config import Config
-from kvern.errors import UsageError
+from kvern.infra.config import Config
+from kvern.infra.errors import UsageError
 from kvern.ingest.blocks import hash_id_block_keys
 from kvern.report.sweep import curve_table, points_table, sweep_document, write_sweep
 from kvern.sim.curve import lru_curve
@@ -63,7 +63,6 @@ def test_curve_equals_the_ideal_lru_simulation_at_every_capacity(requests: list[
         assert (p.cached_tokens, p.hit_requests, p.evicted_blocks) == _sim_totals(stream, cap), cap
 
 
-@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_curve_equals_the_ideal_lru_simulation_on_mooncake() -> None:
     stream = mooncake_stream(MOONCAKE)
     curve = lru_curve(stream)
@@ -128,7 +127,6 @@ def test_lru_points_from_the_curve_equal_simulated_points(requests: list[Request
         assert p.hit_ratio_sum == pytest.approx(ratio, rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_parallel_equals_serial_and_reruns_are_byte_identical(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rows = [json.loads(line) for line in MOONCAKE.read_text().splitlines()[:1500]]
     reqs = [(hash_id_block_keys("default", r["hash_ids"]), r["input_length"]) for r in rows]
@@ -202,7 +200,6 @@ def test_bad_sweep_settings() -> None:
         run_sweep(trace, _cfg(), policies="lru,fifo", profile="ideal", capacity="1:4", jobs=0)
 
 
-@pytest.mark.skipif(not MOONCAKE.exists(), reason="needs ../shared/traces/mooncake")
 def test_cli_sweep(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 

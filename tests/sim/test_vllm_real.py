@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from sim_helpers import BS, as_list, keys_of, make_stream, requests
 from vllm_real import load, run
 
-from kvern.config import Config
+from kvern.infra.config import Config
 from kvern.ingest.pipeline import load_trace
+from kvern.ingest.stream import block_streams
 from kvern.sim.simulate import simulate
-from kvern.sim.stream import block_streams
 
 MODULES = load()
 pytestmark = pytest.mark.skipif(MODULES is None, reason="vLLM not installed and KVERN_VLLM_SRC not set")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kvern.errors import InputError, UsageError
+from kvern.infra.errors import InputError, UsageError
 from kvern.ingest.readers.bailian import BailianReader
 from kvern.ingest.readers.base import Reader, ReadOptions
 from kvern.ingest.readers.completions import CompletionsReader, TokensReader

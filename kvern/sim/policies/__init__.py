@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState, Priority
 from kvern.sim.policies.belady import Belady
 from kvern.sim.policies.cost import Cost

@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kvern.errors import UsageError
-from kvern.sim.stream import BlockStream
+from kvern.infra.errors import UsageError
+from kvern.ingest.stream import BlockStream
 
 Priority = tuple[float, float]
 """Compared lexicographically; the smallest is evicted first."""

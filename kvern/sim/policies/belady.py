@@ -16,8 +16,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
-from kvern.sim.stream import BlockStream
 
 
 def next_use(stream: BlockStream) -> np.ndarray:

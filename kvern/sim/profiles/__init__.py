@@ -7,7 +7,7 @@ reuse).
 
 from __future__ import annotations
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 from kvern.sim.profiles import ideal, ideal_token, llamacpp, sglang, vllm  # noqa: F401 - registers them
 from kvern.sim.profiles.base import PROFILES, Advance, Profile, register
 

@@ -36,9 +36,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 Advance = Callable[[float], None]
 

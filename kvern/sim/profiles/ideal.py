@@ -3,7 +3,7 @@
 No last-token rule, no partial-slot effects: a request's cached prefix is the longest run of
 its leading blocks present in the cache, and a fully present prompt is a full hit (its
 partial tail block included, since equal keys mean equal whole prefixes) — exactly
-``kvern.ingest.stats.infinite_cache_hits`` when nothing is evicted. After the lookup the
+``kvern.sim.bounds.infinite_cache_hits`` when nothing is evicted. After the lookup the
 request's blocks are all admitted (hits touched, misses inserted; a request longer than the
 capacity keeps only its leading ``capacity`` blocks), then the policy evicts leaves until at
 most ``capacity`` blocks remain. The request's own blocks are candidates like any other.
@@ -16,12 +16,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import policy_evicted, policy_touch
 from kvern.sim.profiles.base import CHUNK, Advance, Profile, register
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 
 @register

@@ -17,12 +17,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
 from kvern.sim.profiles.base import Advance, register
 from kvern.sim.profiles.ideal import Ideal
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 
 @register

@@ -45,10 +45,10 @@ import numba
 import numpy as np
 import xxhash
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
 from kvern.sim.profiles.base import PROGRESS_EVERY, Advance, Profile, register
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 _F = np.float32
 SIMILARITY = 0.1

@@ -33,10 +33,10 @@ from heapq import heappop, heappush
 
 import numpy as np
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.profiles.base import PROGRESS_EVERY, Advance, Profile, register
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 
 class _Node:

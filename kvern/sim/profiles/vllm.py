@@ -51,12 +51,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import policy_evicted, policy_touch
 from kvern.sim.profiles.base import CHUNK, Advance, Profile, register
 from kvern.sim.result import SimResult
-from kvern.sim.stream import BlockStream
 
 # counters: heap length, fresh slots, evictions, compaction rounds
 _HN, _FRESH, _EVICTED, _ROUNDS = 0, 1, 2, 3

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from rich.table import Table
 
-from kvern.ingest.stats import ModelSummary, TraceSummary
+from kvern.sim.bounds import ModelSummary, TraceSummary
 
 _ROWS: list[tuple[str, Callable[[ModelSummary], str]]] = [
     ("requests", lambda m: f"{m.requests:,}"),
@@ -25,7 +25,7 @@ _ROWS: list[tuple[str, Callable[[ModelSummary], str]]] = [
 ]
 
 
-def summary_table(s: TraceSummary) -> Table:
+def summary_renderable(s: TraceSummary) -> Table:
     columns = s.models + ([s.total] if len(s.models) > 1 else [])
     table = Table(title=f"{s.source} · {s.format} · {s.block_size} tokens per block", title_justify="left")
     table.add_column("", no_wrap=True)

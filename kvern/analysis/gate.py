@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kvern.config import GateConfig
-from kvern.errors import InputError, UsageError
-from kvern.report.atomic import write_json
+from kvern.infra.config import GateConfig
+from kvern.infra.errors import InputError, UsageError
+from kvern.infra.files import write_json
 
 METRICS: dict[str, str] = {
     "token_hit_rate": "token_hit_rate",
@@ -142,18 +142,6 @@ def metric_value(row: Mapping[str, Any], metric: str) -> float:
         why = " (savings need the model's KV geometry in config.yaml)" if metric == "savings" else ""
         raise UsageError(f"--metric {metric}: the summary has no {column}{why}")
     return float(value)
-
-
-def select_row(rows: Sequence[Mapping[str, Any]], policy: str, capacity: str) -> Mapping[str, Any]:
-    """The summary row of ``policy`` at the capacity labelled ``capacity`` (as given: "10000")
-    over the whole trace: with several models, the "*" row, not a model's own."""
-    from kvern.report.metrics import aggregate_rows
-
-    for row in aggregate_rows(rows):
-        if row.get("policy") == policy and str(row.get("capacity")) == capacity:
-            return row
-    have = ", ".join(f"{r.get('policy')}@{r.get('capacity')}" for r in aggregate_rows(rows)) or "none"
-    raise UsageError(f"no summary row for policy {policy} at capacity {capacity} (have: {have})")
 
 
 def evaluate(row: Mapping[str, Any], baseline: Baseline | None, thresholds: Thresholds) -> Verdict:

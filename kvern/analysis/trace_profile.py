@@ -1,6 +1,6 @@
 """The trace's profile: who sends what, how long the prompts are, and how soon blocks come back.
 
-Per-model counts and the infinite-cache bound come from ``kvern.ingest.stats`` (the numbers
+Per-model counts and the infinite-cache bound come from ``kvern.sim.bounds`` (the numbers
 ``kvern ingest`` prints). On top of them: requests per session, the prompt length
 distribution, and the *reuse distance* of blocks: for each block found again, the number of
 distinct blocks used since its last use. That is the LRU capacity at which the reuse hits
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kvern.ingest.stats import TraceSummary, infinite_cache_hits, summarize
+from kvern.ingest.stream import block_streams
 from kvern.ingest.trace import Trace
+from kvern.sim.bounds import TraceSummary, infinite_cache_hits, summarize
 from kvern.sim.curve import lru_curve
-from kvern.sim.stream import block_streams
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow.compute as pc
 
+from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.sim.stream import BlockStream, block_streams
 
 
 def infinite_cache_hits(trace: Trace) -> np.ndarray:

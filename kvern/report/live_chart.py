@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from kvern.report.atomic import atomic_path
+from kvern.infra.files import atomic_path
 
 
 def ttft_chart(live: pa.Table, path: Path, title: str) -> bool:

@@ -8,7 +8,6 @@ reuses that an LRU cache of each size serves (the reuse distance CDF), and reque
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -16,11 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kvern.analysis.profile import Histogram
-from kvern.report.atomic import atomic_path
-
-if TYPE_CHECKING:
-    from kvern.analysis.runner import Analysis
+from kvern.analysis.results import Analysis
+from kvern.analysis.trace_profile import Histogram
+from kvern.infra.files import atomic_path
 
 
 def write_charts(analysis: Analysis, folder: Path) -> list[Path]:

@@ -15,12 +15,12 @@ from typing import Any, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from kvern.config import Config
+from kvern.infra.config import Config
+from kvern.ingest.stream import BlockStream
 from kvern.ingest.trace import Trace
 from kvern.sim.capacity import CapacitySpec
 from kvern.sim.result import SimResult
 from kvern.sim.savings import prefill_flops
-from kvern.sim.stream import BlockStream
 
 SUMMARY_SCHEMA = pa.schema([
     ("policy", pa.string()), ("policy_label", pa.string()), ("profile", pa.string()),

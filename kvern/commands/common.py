@@ -1,0 +1,71 @@
+"""What the commands share: the report folder's name, ``--param`` parsing, the skeleton."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kvern.infra.config import Config
+from kvern.infra.console import Output
+from kvern.infra.errors import Interrupted, UsageError
+
+R = TypeVar("R")
+_PARAM = re.compile(r"^(?P<policy>[a-z_0-9]+)\.(?P<key>[a-z_0-9]+)=(?P<value>.+)$")
+
+
+def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """``["lfu.half_life=50"]`` -> ``{"lfu": {"half_life": "50"}}`` (the policy checks the keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items or ():
+        m = _PARAM.match(item.strip())
+        if not m:
+            raise UsageError(f"--param {item!r}: expected POLICY.KEY=VALUE, e.g. lfu.half_life=50")
+        out.setdefault(m["policy"], {})[m["key"]] = m["value"]
+    return out
+
+
+def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output: Path | None) -> Path:
+    """``--output``, else ``<output_dir>/<command>-<trace name>-<profile>`` (same run, same folder)."""
+    if output is not None:
+        return output
+    stem = trace_path.name.split(".")[0] or "trace"
+    return Path(cfg.output_dir) / f"{command}-{stem}-{profile}"
+
+
+def supported_policies(names: list[str], profile: str, out: Output) -> list[str]:
+    """The configured policies narrowed to what ``profile`` runs, with a warning (a list from
+    the config should not fail a command; one from a flag does, in the simulator)."""
+    from kvern.sim.profiles import get_profile
+
+    supported = get_profile(profile).policies
+    kept = [p for p in names if supported is None or p in supported]
+    if kept != names:
+        out.warn(f"profile {profile} runs only {', '.join(kept) or 'none'} of the configured policies")
+    return kept or names
+
+
+def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Path], object],
+                   show: Callable[[R], None], out: Output, what: str = "report") -> R:
+    """The skeleton after loading: run → on Ctrl-C keep what finished → write → show.
+
+    ``run`` raises an ``Interrupted`` carrying ``result`` (what finished, marked partial) on
+    Ctrl-C; that result is written and shown like a whole one, then the command exits 130.
+    """
+    stopped: Interrupted | None = None
+    try:
+        result = run()
+    except Interrupted as e:
+        kept = getattr(e, "result", None)
+        if kept is None:
+            raise
+        stopped, result = e, kept
+    write(result, folder)
+    if stopped is not None:
+        out.warn(f"{stopped.message}: the {what} holds what finished, marked partial")
+    out.info(f"{what} written to {folder}/")
+    show(result)
+    if stopped is not None:
+        raise Interrupted(f"{stopped.message}; partial {what} written to {folder}/")
+    return result

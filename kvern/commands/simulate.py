@@ -1,0 +1,39 @@
+"""``kvern replay`` and ``kvern compare``: simulate every policy × capacity, write, show.
+
+On Ctrl-C the simulations that finished are written and shown the same way, marked partial,
+and the command exits 130.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from kvern.commands.common import parse_params, run_and_report, run_folder, supported_policies
+from kvern.infra.config import Config
+from kvern.infra.console import Output
+from kvern.ingest.pipeline import LoadOptions
+from kvern.sim.run import RunResult
+
+
+def simulate(trace_path: Path, cfg: Config, load: LoadOptions, *, command: str,
+             policies: str | Sequence[str], capacity: str | None, profile: str | None,
+             params: Sequence[str] | None, output: Path | None, out: Output,
+             policies_from_config: bool = False) -> RunResult:
+    """Policies taken from the config (not from a flag) are narrowed to what the profile
+    supports, with a warning, instead of failing."""
+    from kvern.report.tables import summary_renderable
+    from kvern.report.write import write_report
+    from kvern.sim.policies import parse_policy_list
+    from kvern.sim.run import run_simulation
+
+    profile = profile or cfg.simulate.profile
+    if policies_from_config:
+        policies = supported_policies(parse_policy_list(policies), profile, out)
+    cfg = load.config(cfg)
+    trace = load.load(trace_path, cfg, out)
+    return run_and_report(
+        lambda: run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
+                               profile=profile, params=parse_params(params), out=out),
+        run_folder(cfg, command, trace_path, profile, output),
+        write=write_report, show=lambda r: out.result(summary_renderable(r), r.document()), out=out)
