@@ -1,4 +1,4 @@
-"""Why caching breaks and where it pays (DESIGN.md §9, ``analysis/``); no printing, results are dataclasses.
+"""Why caching breaks and where it pays (docs/architecture.md §9); no printing, results are dataclasses.
 
 - ``divergence``: each request against the nearest earlier prompt it nearly repeats (compiled scan
   over interned block ids): first diverging token, the span that differs, the tokens lost behind it.

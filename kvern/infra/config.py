@@ -41,7 +41,7 @@ class NormalizeRule(_Strict):
 
 
 class KVGeometry(_Strict):
-    """What a model's KV cache and prefill cost are made of (DESIGN.md §5)."""
+    """What a model's KV cache and prefill cost are made of (docs/architecture.md §5)."""
 
     layers: int = Field(gt=0)
     kv_heads: int = Field(gt=0)

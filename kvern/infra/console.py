@@ -1,4 +1,4 @@
-"""The one place kvern prints (DESIGN.md §9): human, JSON or quiet.
+"""The one place kvern prints (docs/architecture.md §9): human, JSON or quiet.
 
 Results go to stdout (a rich renderable, or JSON with ``--json``); messages and progress go
 to stderr so that ``--json`` output stays parseable. Package code receives an ``Output`` and

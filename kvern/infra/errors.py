@@ -1,4 +1,4 @@
-"""Errors that the CLI turns into one message and an exit code (DESIGN.md §11).
+"""Errors that the CLI turns into one message and an exit code (docs/architecture.md §11).
 
 Every error the user can cause is a ``KvernError``; anything else escaping is a bug and
 keeps its traceback.

@@ -1,7 +1,7 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 An interrupted run therefore leaves either the complete earlier file or none, never a
-truncated one (DESIGN.md §7).
+truncated one (docs/architecture.md §7).
 """
 
 from __future__ import annotations

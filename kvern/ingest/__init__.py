@@ -1,4 +1,4 @@
-"""Ingest: request logs -> the canonical trace (DESIGN.md §1-3).
+"""Ingest: request logs -> the canonical trace (docs/architecture.md §1-3).
 
 Public entry points:
 - ``pipeline.load_trace(path, cfg, ...)``: a raw log (any format, .gz/.zst) or an ingested

@@ -1,4 +1,4 @@
-"""Chained 64-bit block keys (DESIGN.md §3).
+"""Chained 64-bit block keys (docs/architecture.md §3).
 
 Contract: ``key[i] = xxh3_64(key[i-1] as 8 little-endian bytes || payload[i])`` with
 ``key[-1] = xxh3_64(model as UTF-8)``. The payload of a tokenized block is its token ids as

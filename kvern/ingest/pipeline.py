@@ -1,4 +1,4 @@
-"""Log file -> canonical trace: read, tokenize + normalize, hash into block keys (DESIGN.md §1-3).
+"""Log file -> canonical trace: read, tokenize + normalize, hash into block keys (docs/architecture.md §1-3).
 
 ``load_trace`` is what every command calls: it accepts a raw log or an ingested Parquet and
 reuses the ingest cache, so tokenizing happens once per (file, settings).

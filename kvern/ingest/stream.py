@@ -1,7 +1,7 @@
 """The simulator's input: one model's requests as dense integer arrays.
 
 Block keys are interned to ids ``0..n_unique-1`` in order of first appearance, so hot loops
-index arrays instead of hashing (DESIGN.md §2). Because keys are prefix-chained, each unique
+index arrays instead of hashing (docs/architecture.md §2). Because keys are prefix-chained, each unique
 block has exactly one parent (the block before it in every prompt that holds it) and one depth.
 """
 

@@ -1,4 +1,4 @@
-"""The canonical trace (DESIGN.md §2): one row per request, in arrival order.
+"""The canonical trace (docs/architecture.md §2): one row per request, in arrival order.
 
 Every later stage reads this table and nothing else, so its schema is the contract between
 ingest and the simulator, the live replayer and the analyses. Run-wide facts (block size,

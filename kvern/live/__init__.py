@@ -1,4 +1,4 @@
-"""Live replay (DESIGN.md §8): send a trace to an OpenAI-compatible server, record what it
+"""Live replay (docs/architecture.md §8): send a trace to an OpenAI-compatible server, record what it
 cached and how fast it answered, and reconcile that with the simulation, request by request.
 
 ``replay.run_live`` is the entry point (``kvern replay TRACE --backend URL``). The modules, in

@@ -1,4 +1,4 @@
-"""Write a run's report folder (DESIGN.md §7), every file atomically.
+"""Write a run's report folder (docs/architecture.md §7), every file atomically.
 
 ``requests.parquet`` (request × policy × capacity), ``summary.parquet`` and ``summary.json``
 (policy × capacity, then model × policy × capacity with several models; with the run's

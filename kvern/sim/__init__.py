@@ -1,4 +1,4 @@
-"""The simulator: block streams, policies, engine profiles, capacities, runs (DESIGN.md §3–7).
+"""The simulator: block streams, policies, engine profiles, capacities, runs (docs/architecture.md §3–7).
 
 The engines' loops are compiled by numba and cached on disk. Numba keys a cached function by
 its own source file only, so a cached engine would keep an old copy of a policy or heap

@@ -1,4 +1,4 @@
-"""Cache capacities from the command line (DESIGN.md §5, §11) into blocks.
+"""Cache capacities from the command line (docs/architecture.md §5, §11) into blocks.
 
 Grammar, one spec per comma-separated item: ``1000`` or ``1000 blocks`` (blocks, the
 default), ``64k tok`` / ``64ktok`` (tokens), ``8GiB`` / ``512MB`` (bytes of KV); ``k``/``M``/``G``

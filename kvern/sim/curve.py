@@ -1,6 +1,6 @@
 """One-pass LRU hit-rate curve: hits at every capacity from stack distances (Mattson et al. 1970).
 
-Why it works for prefix caching (DESIGN.md §3–4, the ``ideal`` block-level model):
+Why it works for prefix caching (docs/architecture.md §3–4, the ``ideal`` block-level model):
 
 * LRU touches a request's blocks tail → head, so a prefix is always more recent than any of
   its extensions. The least recently used block therefore never has a cached child: plain LRU

@@ -1,7 +1,7 @@
 """A compiled binary min-heap with lazy deletion, for the engines' evictable entries.
 
 Rows of a float64 array ``H[size, 5]``: ``(p1, p2, -depth, id, version)``, ordered
-lexicographically on the first four columns — the policy's priority, then DESIGN.md §4's
+lexicographically on the first four columns — the policy's priority, then docs/architecture.md §4's
 tie-breaks (deeper first, then lower id). Ids, depths and versions are integers below 2⁵³, so
 float64 holds them exactly. An entry is stale when the engine's version of its id moved on;
 engines skip stale rows when they pop and drop them when they compact a full heap.
@@ -13,6 +13,8 @@ import numba
 import numpy as np
 
 ROW = 5
+P1, P2, NEG_DEPTH, ID, VERSION = range(ROW)
+"""The columns of a row, by name."""
 
 
 def new_heap(bound: int) -> np.ndarray:
@@ -22,7 +24,7 @@ def new_heap(bound: int) -> np.ndarray:
 
 @numba.njit(cache=True, inline="always")
 def _less(h, i, j):  # type: ignore[no-untyped-def]
-    for c in range(4):
+    for c in range(VERSION):  # the order: every column but the version
         if h[i, c] != h[j, c]:
             return h[i, c] < h[j, c]
     return False
@@ -54,11 +56,11 @@ def _sift_down(h, i, n):  # type: ignore[no-untyped-def]
 @numba.njit(cache=True)
 def push(h, n, p1, p2, neg_depth, ident, version):  # type: ignore[no-untyped-def]
     """Add a row; return the new length. The caller makes room (``n < len(h)``)."""
-    h[n, 0] = p1
-    h[n, 1] = p2
-    h[n, 2] = neg_depth
-    h[n, 3] = ident
-    h[n, 4] = version
+    h[n, P1] = p1
+    h[n, P2] = p2
+    h[n, NEG_DEPTH] = neg_depth
+    h[n, ID] = ident
+    h[n, VERSION] = version
     i = n
     while i > 0:
         parent = (i - 1) // 2

@@ -1,4 +1,4 @@
-"""Compiled LRU for one capacity: the ideal block-level model (DESIGN.md §3–4) in O(1) per block.
+"""Compiled LRU: the ideal block-level model (docs/architecture.md §3–4) in O(1) per block.
 
 The policy-generic simulator ranks evictable leaves by a priority; for LRU that work is
 unnecessary. A request touches its blocks tail → head, so a prefix is always more recent than
@@ -12,11 +12,73 @@ its own time), which the tests check against a naive leaf-scanning model and the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 import numba
 import numpy as np
 
 from kvern.ingest.stream import BlockStream
+from kvern.sim.policies import Policy, make_policy
+from kvern.sim.profiles.base import CacheEngine
+
+SIZE, EVICTED = 0, 1
+"""The recency list's counters, by name."""
+
+
+class RecencyList(NamedTuple):
+    """Slot ``U`` (one past the last block id) is the sentinel; ``nxt`` runs from most to least recent."""
+
+    nxt: np.ndarray
+    """int32[U+1]"""
+    prv: np.ndarray
+    """int32[U+1]"""
+    present: np.ndarray
+    """bool[U]"""
+    counters: np.ndarray
+    """int64[2]: SIZE, EVICTED."""
+
+
+class LRUEngine(CacheEngine):
+    """The ideal model under LRU, optionally with the last-token rule (for the curve's checks)."""
+
+    profile: ClassVar[str] = "ideal"
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int, *,
+                 last_token_rule: bool = False) -> None:
+        super().__init__(stream, policy, capacity_blocks)
+        u = stream.num_unique
+        nxt = np.empty(u + 1, np.int32)
+        prv = np.empty(u + 1, np.int32)
+        nxt[u] = prv[u] = u
+        self.lru = RecencyList(nxt, prv, np.zeros(u, np.bool_), np.zeros(2, np.int64))
+        self.last_token_rule = last_token_rule
+        self.found_blocks = np.zeros(stream.num_requests, np.int32)
+        """int32[R]: leading blocks found at arrival (the cached prefix, before any cap)."""
+        self._ids = np.ascontiguousarray(stream.block_ids, dtype=np.int32)
+        self._offsets = np.ascontiguousarray(stream.req_offsets, dtype=np.int64)
+        self._prompt = np.ascontiguousarray(stream.prompt_tokens, dtype=np.int32)
+
+    def serve(self, requests: np.ndarray) -> None:
+        _serve(requests, self._ids, self._offsets, self._prompt, self.stream.block_size, self.capacity_blocks,
+               self.last_token_rule, self.lru, self.cached_tokens, self.found_blocks)
+
+    def cached_prefix(self, request: int) -> int:
+        blocks, present = self.stream.blocks_of(request), self.lru.present
+        k = 0
+        while k < len(blocks) and present[blocks[k]]:
+            k += 1
+        return self._prefix_tokens(request, k)
+
+    def cached_blocks(self) -> np.ndarray:
+        return np.flatnonzero(self.lru.present)
+
+    @property
+    def used(self) -> int:
+        return int(self.lru.counters[SIZE])
+
+    @property
+    def evicted_blocks(self) -> int:
+        return int(self.lru.counters[EVICTED])
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,33 +101,23 @@ def lru_run(stream: BlockStream, capacity_blocks: int, *, last_token_rule: bool 
     """Simulate LRU at ``capacity_blocks`` over ``stream`` under the ideal block-level model."""
     if capacity_blocks < 0:
         raise ValueError(f"capacity must be ≥ 0 blocks, got {capacity_blocks}")
-    r = stream.num_requests
-    cached = np.zeros(r, np.int32)
-    found = np.zeros(r, np.int32)
-    present = np.zeros(stream.num_unique, np.bool_)
-    evicted = _lru_kernel(
-        np.ascontiguousarray(stream.block_ids, dtype=np.int32),
-        np.ascontiguousarray(stream.req_offsets, dtype=np.int64),
-        np.ascontiguousarray(stream.prompt_tokens, dtype=np.int32),
-        stream.block_size, stream.num_unique, int(capacity_blocks), last_token_rule, cached, found,
-        present,
-    )
-    return LRURun(int(capacity_blocks), cached, found, int(evicted), np.flatnonzero(present))
+    engine = LRUEngine(stream, make_policy("lru"), max(int(capacity_blocks), 1),
+                       last_token_rule=last_token_rule)
+    engine.capacity_blocks = int(capacity_blocks)  # 0 is a valid point of the curve: nothing admitted
+    engine.serve(np.arange(stream.num_requests, dtype=np.int64))
+    return LRURun(int(capacity_blocks), engine.cached_tokens.astype(np.int32), engine.found_blocks,
+                  engine.evicted_blocks, engine.cached_blocks())
 
 
 @numba.njit(cache=True, nogil=True)
-def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
-                num_unique: int, capacity: int, last_token_rule: bool,
-                cached_out: np.ndarray, found_out: np.ndarray, present: np.ndarray) -> int:
-    # Recency list: slot num_unique is the sentinel; nxt runs from most to least recent.
-    head = num_unique
-    nxt = np.empty(num_unique + 1, np.int32)
-    prv = np.empty(num_unique + 1, np.int32)
-    nxt[head] = head
-    prv[head] = head
-    size = 0
-    evicted = 0
-    for r in range(len(offsets) - 1):
+def _serve(requests: np.ndarray, ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
+           capacity: int, last_token_rule: bool, lru: RecencyList, cached_out: np.ndarray,
+           found_out: np.ndarray) -> None:
+    nxt, prv, present = lru.nxt, lru.prv, lru.present
+    head = len(present)
+    size = lru.counters[SIZE]
+    evicted = lru.counters[EVICTED]
+    for r in requests:
         s = offsets[r]
         e = offsets[r + 1]
         found = 0
@@ -78,7 +130,7 @@ def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_
         cached_out[r] = max(tok, 0)
         found_out[r] = found
         # Admit the request's leading min(n, capacity) blocks (a longer request keeps only its
-        # head, DESIGN.md §3), touching tail -> head: each block moves to the front.
+        # head, docs/architecture.md §3), touching tail -> head: each block moves to the front.
         m = min(e - s, capacity)
         for i in range(s + m - 1, s - 1, -1):
             b = ids[i]
@@ -104,4 +156,5 @@ def _lru_kernel(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_
             present[v] = False
             size -= 1
             evicted += 1
-    return evicted
+    lru.counters[SIZE] = size
+    lru.counters[EVICTED] = evicted

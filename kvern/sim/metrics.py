@@ -1,4 +1,4 @@
-"""Metrics tables of a run (DESIGN.md §5, §7): per request, and per policy × capacity (and
+"""Metrics tables of a run (docs/architecture.md §5, §7): per request, and per policy × capacity (and
 per model × policy × capacity when the trace has several models).
 
 Three hit rates, named apart because tools disagree on them: ``token_hit_rate`` (Σ cached /

@@ -1,4 +1,4 @@
-"""A run: every model × policy × capacity of one trace under one profile (DESIGN.md §7).
+"""A run: every model × policy × capacity of one trace under one profile (docs/architecture.md §7).
 
 This is what ``kvern replay``/``compare`` call, and the gate and sweep build on it. Each
 model has its own cache of the given capacity (a byte capacity is converted per model). The

@@ -1,4 +1,4 @@
-"""Prefill FLOPs and time saved by cached tokens (DESIGN.md §5).
+"""Prefill FLOPs and time saved by cached tokens (docs/architecture.md §5).
 
 The prefill cost of the token at position p (0-based) is ≈ ``2·params + 4·layers·hidden·p``:
 the dense matmuls plus attention over the p earlier tokens. Cached tokens are the first

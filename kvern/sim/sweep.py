@@ -1,4 +1,4 @@
-"""Hit rate against capacity for each policy, and the capacity answer (DESIGN.md §4–5).
+"""Hit rate against capacity for each policy, and the capacity answer (docs/architecture.md §4–5).
 
 LRU under a profile the one-pass curve supports (``CURVE_PROFILES``) comes exactly, for every
 capacity, from ``kvern.sim.curve``; every other policy (and LRU under other profiles) is

@@ -58,7 +58,7 @@ def mooncake_stream(path: Path) -> BlockStream:
 
 def naive_lru(requests: list[Request], block_size: int, capacity: int,
               last_token_rule: bool = False) -> NaiveResult:
-    """DESIGN.md §3–4 read literally: lookup; admit the leading ``min(n, capacity)`` blocks
+    """docs/architecture.md §3–4 read literally: lookup; admit the leading ``min(n, capacity)`` blocks
     (a longer request keeps only its head), touching tail → head; then evict the least recent
     *leaf* (ties: deeper, then lower key) until at most ``capacity`` remain."""
     parent: dict[int, int | None] = {}

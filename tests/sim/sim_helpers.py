@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace, TraceMeta, with_meta
+from kvern.sim.policies import make_policy
 from kvern.sim.policies.cost import block_costs
+from kvern.sim.profiles import CacheEngine, Profile, get_profile
+from kvern.sim.result import SimResult
 
 Req = tuple[Sequence[Hashable], int]
 """(block labels, prompt tokens)."""
@@ -92,7 +95,7 @@ def requests(draw: st.DrawFn, max_requests: int = 30, block_aligned: bool = Fals
     return out
 
 
-# -- the ideal model, read literally from DESIGN.md §3–4 ------------------------------------------
+# -- the ideal model, read literally from docs/architecture.md §3–4 ------------------------------------------
 
 
 def naive_ideal(reqs: Sequence[Req], block_size: int, capacity: int, policy: str,
@@ -224,3 +227,12 @@ def capped_infinite(reqs: Sequence[Req], block_size: int) -> list[int]:
 
 def as_list(a: np.ndarray) -> list[int]:
     return [int(x) for x in a]
+
+
+def run_engine(profile: str | Profile, stream: BlockStream, policy: str, capacity: int
+               ) -> tuple[SimResult, CacheEngine]:
+    """Serve every request of ``stream`` through a fresh engine; its result and the engine, to read."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    engine = prof.engine(stream, make_policy(policy), capacity)
+    engine.serve(np.arange(stream.num_requests, dtype=np.int64))
+    return engine.result(), engine

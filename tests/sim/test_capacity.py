@@ -1,4 +1,4 @@
-"""Capacity specs into blocks (DESIGN.md §5, §11)."""
+"""Capacity specs into blocks (docs/architecture.md §5, §11)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,13 @@
-"""The ideal profile against a naive model of DESIGN.md §3–4, and the invariants of §3–4."""
+"""The ideal profile against a naive model of docs/architecture.md §3–4, and the invariants of §3–4."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sim_helpers import BS, as_list, make_stream, make_trace, naive_ideal, requests
+from sim_helpers import BS, as_list, make_stream, make_trace, naive_ideal, requests, run_engine
 
 from kvern.sim.bounds import infinite_cache_hits
-from kvern.sim.policies import make_policy
-from kvern.sim.profiles import get_profile
 from kvern.sim.simulate import simulate
 
 POLICIES = ["lru", "fifo", "lfu", "cost", "belady"]
@@ -30,9 +28,8 @@ def test_each_policy_equals_the_naive_model(reqs: list, policy: str, capacity: i
 @given(requests(), st.sampled_from(POLICIES), st.integers(1, 10))
 def test_cache_stays_within_capacity_and_prefix_closed(reqs: list, policy: str, capacity: int) -> None:
     stream = make_stream(reqs, BS)
-    profile = get_profile("ideal")
-    profile.simulate(stream, make_policy(policy), capacity)
-    cache = set(profile.final_cache.tolist())
+    _res, engine = run_engine("ideal", stream, policy, capacity)
+    cache = set(engine.cached_blocks().tolist())
     assert len(cache) <= capacity
     assert all(stream.parent[b] < 0 or int(stream.parent[b]) in cache for b in cache)
 

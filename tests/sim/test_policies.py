@@ -87,21 +87,26 @@ def test_params_become_part_of_the_display_name() -> None:
     assert make_policy("lfu", {"half_life": "50"}).display_name == "lfu(half_life=50)"
 
 
-def test_python_engine_hooks_give_the_compiled_priorities() -> None:
-    # The slow path a Python engine uses: bind once, then touch / on_evict.
+def test_the_dispatch_table_gives_each_policy_its_priorities() -> None:
+    # What an engine's loop calls: policy_touch(code, state, entry, block, t, occ, new).
     from kvern.sim.policies import PolicyContext
+    from kvern.sim.policies.kernels import policy_evicted, policy_touch
 
     stream = make_stream([aligned("AB", BS), aligned("A", BS)], BS)
-    lfu = make_policy("lfu")
-    lfu.bind(PolicyContext(stream, stream.num_unique))
-    assert lfu.touch(0, 0, 0, 0, True) == (1.0, 0.0)
-    assert lfu.touch(0, 0, 1, 2, False) == (2.0, 1.0)
-    cost = make_policy("cost", {"attn_ratio": 1})
-    cost.bind(PolicyContext(stream, stream.num_unique))
-    assert cost.touch(1, 1, 0, 1, True) == (155.0, 0.0)  # 10 tokens at depth 1: 10 + 100 + 45
-    cost.on_evict(1, (155.0, 0.0))
-    assert cost.touch(0, 0, 1, 2, True) == (155.0 + 55.0, 0.0)  # aged by L = 155
-    belady = make_policy("belady")
-    belady.bind(PolicyContext(stream, stream.num_unique))
-    assert belady.touch(0, 0, 0, 0, True) == (-1.0, 0.0)  # A is next used at request 1
-    assert belady.touch(1, 1, 0, 1, True) == (-2.0, 0.0)  # B never again (= number of requests)
+
+    def bound(name: str, params: dict | None = None):  # type: ignore[no-untyped-def]
+        policy = make_policy(name, params)
+        state = policy.state(PolicyContext(stream, stream.num_unique))
+        return (lambda *a: policy_touch(policy.code, state, *a)), (lambda p1: policy_evicted(policy.code,
+                                                                                              state, p1))
+
+    touch, _ = bound("lfu")
+    assert touch(0, 0, 0, 0, True) == (1.0, 0.0)
+    assert touch(0, 0, 1, 2, False) == (2.0, 1.0)
+    touch, evicted = bound("cost", {"attn_ratio": 1})
+    assert touch(1, 1, 0, 1, True) == (155.0, 0.0)  # 10 tokens at depth 1: 10 + 100 + 45
+    evicted(155.0)
+    assert touch(0, 0, 1, 2, True) == (155.0 + 55.0, 0.0)  # aged by L = 155
+    touch, _ = bound("belady")
+    assert touch(0, 0, 0, 0, True) == (-1.0, 0.0)  # A is next used at request 1
+    assert touch(1, 1, 0, 1, True) == (-2.0, 0.0)  # B never again (= number of requests)

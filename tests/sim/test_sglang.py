@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sim_helpers import BS, aligned, as_list, capped_infinite, make_stream, make_token_stream, requests
+from sim_helpers import (
+    BS,
+    aligned,
+    as_list,
+    capped_infinite,
+    make_stream,
+    make_token_stream,
+    requests,
+    run_engine,
+)
 
 from kvern.infra.errors import UsageError
-from kvern.sim.policies import make_policy
-from kvern.sim.profiles import get_profile
 from kvern.sim.simulate import simulate
 
 
@@ -22,11 +29,10 @@ def test_split_lru_leaf_nodes_and_whole_node_eviction() -> None:
     # r3 [a,b,c]: hit [a,b] (locked); need 1, free 0: the only unlocked leaf is [d,e]: both
     #   pages go although one was needed.
     reqs = [aligned("abc", 4), aligned("abc", 4), aligned("de", 4), aligned("abc", 4)]
-    profile = get_profile("sglang")
-    res = profile.simulate(make_stream(reqs, 4), make_policy("lru"), 4)
+    res, engine = run_engine("sglang", make_stream(reqs, 4), "lru", 4)
     assert as_list(res.cached_tokens) == [0, 8, 0, 8]
     assert res.evicted_blocks == 3
-    assert profile.tree_pages == 3  # [a,b] -> [c]
+    assert engine.used == 3  # [a,b] -> [c]
 
 
 def test_partial_tail_and_unschedulable() -> None:
@@ -44,9 +50,8 @@ def test_only_lru_is_offered() -> None:
 @settings(max_examples=80, deadline=None)
 @given(requests(), st.integers(1, 12))
 def test_pool_never_overflows_and_last_token_rule_holds(reqs: list, capacity: int) -> None:
-    profile = get_profile("sglang")
-    res = profile.simulate(make_stream(reqs, BS), make_policy("lru"), capacity)
-    assert profile.tree_pages <= capacity
+    res, engine = run_engine("sglang", make_stream(reqs, BS), "lru", capacity)
+    assert engine.used <= capacity
     for c, (_, p) in zip(as_list(res.cached_tokens), reqs, strict=True):
         assert c <= max(p - 1, 0) and c % BS == 0
 
@@ -67,11 +72,10 @@ def test_token_level_pages_when_the_trace_has_token_ids() -> None:
     # r3 [1..5]: hit [1,2,3] = 3; need 2, free 1: the LRU leaf [9] (older than [7,7,7]) goes,
     #   then [4,5] is inserted again: 8 tokens.
     prompts = [[1, 2, 3, 4, 5], [1, 2, 3, 9], [7, 7, 7], [1, 2, 3, 4, 5]]
-    profile = get_profile("sglang")
-    res = profile.simulate(make_token_stream(prompts, 4), make_policy("lru"), 2)
+    res, engine = run_engine("sglang", make_token_stream(prompts, 4), "lru", 2)
     assert as_list(res.cached_tokens) == [0, 3, 0, 3]
     assert res.evicted_blocks == 2 + 1  # pages are tokens here
-    assert (profile.tree_pages, profile.pool_pages) == (8, 8)
+    assert (engine.used, engine.capacity_pages) == (8, 8)
 
 
 @settings(max_examples=80, deadline=None)
@@ -94,8 +98,7 @@ def test_token_level_unbounded_pool_hits_the_longest_common_prefix(prompts: list
 @given(st.lists(st.lists(st.integers(0, 2), min_size=1, max_size=12), min_size=1, max_size=15),
        st.integers(1, 4))
 def test_token_level_pool_never_overflows(prompts: list[list[int]], capacity: int) -> None:
-    profile = get_profile("sglang")
-    res = profile.simulate(make_token_stream(prompts, 4), make_policy("lru"), capacity)
-    assert profile.tree_pages <= capacity * 4
+    res, engine = run_engine("sglang", make_token_stream(prompts, 4), "lru", capacity)
+    assert engine.used <= capacity * 4
     for c, p, u in zip(as_list(res.cached_tokens), prompts, as_list(res.unschedulable), strict=True):
         assert c <= len(p) - 1 and (not u or (c == 0 and len(p) > capacity * 4))

@@ -9,6 +9,7 @@ import pytest
 from curve_helpers import Request, make_stream, make_trace, mooncake_stream, prefix_requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sim_helpers import run_engine
 from trace_paths import MOONCAKE
 
 from kvern.infra.config import Config
@@ -37,13 +38,11 @@ def _sim_totals(stream, cap: int) -> tuple[int, int, int]:  # type: ignore[no-un
 
 
 def _assert_kernel_equals_heap_engine(stream, cap: int) -> None:  # type: ignore[no-untyped-def]
-    heap_engine = _heap_engine()
-    slow = heap_engine.simulate(stream, make_policy("lru"), cap)
-    fast_engine = Ideal()
-    fast = fast_engine.simulate(stream, make_policy("lru"), cap)
+    slow, heap_engine = run_engine(_heap_engine(), stream, "lru", cap)
+    fast, fast_engine = run_engine(Ideal(), stream, "lru", cap)
     assert np.array_equal(fast.cached_tokens, slow.cached_tokens), cap
     assert fast.evicted_blocks == slow.evicted_blocks, cap
-    assert np.array_equal(fast_engine.final_cache, heap_engine.final_cache), cap
+    assert np.array_equal(fast_engine.cached_blocks(), heap_engine.cached_blocks()), cap
     assert fast.cached_tokens.dtype == slow.cached_tokens.dtype
 
 

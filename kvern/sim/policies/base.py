@@ -1,27 +1,27 @@
-"""The policy interface: a policy only ranks evictable entries (DESIGN.md §4, STYLE.md §3).
+"""The policy interface: a policy only ranks evictable entries (docs/architecture.md §4).
 
 The cache state (a profile's engine) owns the mechanics: which entries exist, which are
 evictable leaves, the capacity. A policy answers one question, which evictable entry goes
 next, by giving each entry a *priority* whenever the entry is touched; the engine keeps the
 evictable entries in a heap ordered by ``(priority, -depth, entry)`` and evicts the smallest.
 The tie-breaks of §4 (deeper block first, then the lower id) are therefore part of every
-policy's order without any policy having to remember them.
+policy's order without any policy having to remember them (SGLang's ``EvictionStrategy`` works
+the same way: a policy is only a priority).
 
 A policy is two compiled functions over plain arrays, so that the engines' hot loops stay
 compiled (numba) and a policy is still one small file:
 
-* ``touch(ef, ei, bf, oi, sc, entry, block, t, occ, new) -> (p1, p2)`` records an access and
+* ``touch(state, entry, block, t, occ, new) -> (p1, p2)`` records an access and
   returns the entry's priority until its next touch. The engine calls it for every block a
   request holds, tail of the prompt to its head, after the request ran (request ``t``,
   0-based). ``entry`` is the engine's id (an interned block for ``ideal``, a physical slot for
   ``vllm``), ``block`` the interned block it holds, ``occ`` the index of this access in
   ``stream.block_ids``, ``new`` says the entry entered the cache at this request.
-* ``evicted(sc, p1)`` is called after an entry left the cache with priority ``p1`` (greedy-dual
+* ``evicted(state, p1)`` is called after an entry left the cache with priority ``p1`` (greedy-dual
   ages on it); entries that merely change hands are not evictions.
 
-The arrays (``PolicyState``): ``ef``/``ei`` per-entry floats/ints, ``bf`` per-block floats,
-``oi`` per-access ints, ``sc`` a few scalars. ``Policy.state(ctx)`` builds them. Priorities
-never change between touches: that is what lets the engine keep a lazy heap.
+``PolicyState`` holds the arrays, by what they are indexed with; ``Policy.state(ctx)`` builds
+them. Priorities never change between touches: that is what lets the engine keep a lazy heap.
 
 Parameters are parsed from ``defaults`` first, then from the user's overrides; an unknown key
 fails and lists the valid ones, and non-default values become part of the display name (as
@@ -33,7 +33,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -53,20 +53,19 @@ class PolicyContext:
     """Size of the per-entry state arrays (unique blocks, or the pool's slots)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyState:
-    """The arrays a policy's compiled ``touch``/``evicted`` work on."""
+class PolicyState(NamedTuple):
+    """The arrays a policy's compiled ``touch``/``evicted`` work on (one numba argument)."""
 
-    ef: np.ndarray
-    """float64[E]: per-entry floats."""
-    ei: np.ndarray
+    entry_f: np.ndarray
+    """float64[E]: per-entry floats (E = the engine's entries: unique blocks, or the pool's slots)."""
+    entry_i: np.ndarray
     """int64[E]: per-entry ints."""
-    bf: np.ndarray
-    """float64[U] (or [1]): per-block constants."""
-    oi: np.ndarray
-    """int64[N] (or [1]): per-access constants."""
-    sc: np.ndarray
-    """float64[4]: scalars (parameters, running values)."""
+    block_f: np.ndarray
+    """float64[U] (or [1]): per-block constants, indexed by interned block id."""
+    access_i: np.ndarray
+    """int64[N] (or [1]): per-access constants, indexed by position in ``stream.block_ids``."""
+    scalars: np.ndarray
+    """float64[4]: parameters and running values."""
 
     @classmethod
     def empty(cls, num_entries: int) -> PolicyState:
@@ -89,7 +88,6 @@ class Policy(ABC):
         ``attn_ratio`` from the model's geometry); unlike ``params`` they stay out of the name."""
         self._base = parse_params(self.name, self.defaults, run_defaults or {})
         self.params: dict[str, Any] = parse_params(self.name, self._base, params or {})
-        self._state: PolicyState | None = None
 
     @property
     def display_name(self) -> str:
@@ -101,24 +99,6 @@ class Policy(ABC):
     @abstractmethod
     def state(self, ctx: PolicyContext) -> PolicyState:
         """Fresh state arrays for a simulation over ``ctx.num_entries`` entries."""
-
-    # -- for engines written in Python (slow path; the compiled engines call the kernels) --
-    def bind(self, ctx: PolicyContext) -> PolicyState:
-        self._state = self.state(ctx)
-        return self._state
-
-    def touch(self, entry: int, block: int, t: int, occ: int, new: bool) -> Priority:
-        from kvern.sim.policies.kernels import policy_touch
-
-        s = self._state
-        assert s is not None, "bind() the policy before touching entries"
-        return policy_touch(self.code, s.ef, s.ei, s.bf, s.oi, s.sc, entry, block, t, occ, new)
-
-    def on_evict(self, entry: int, priority: Priority) -> None:
-        from kvern.sim.policies.kernels import policy_evicted
-
-        assert self._state is not None, "bind() the policy first"
-        policy_evicted(self.code, self._state.sc, priority[0])
 
 
 def parse_params(policy: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Belady (MIN): evict the entry whose next use lies farthest in the future (DESIGN.md §4).
+"""Belady (MIN): evict the entry whose next use lies farthest in the future (docs/architecture.md §4).
 
 Offline: it reads the next request that holds each block from the stream (checked when the
 state is built, as libCacheSim's ``Belady.c`` checks for next-access times). Because a
@@ -33,8 +33,8 @@ def next_use(stream: BlockStream) -> np.ndarray:
 
 
 @numba.njit(cache=True, inline="always")
-def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
-    return float(-oi[occ]), 0.0
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    return float(-s.access_i[occ]), 0.0
 
 
 class Belady(Policy):
@@ -46,5 +46,4 @@ class Belady(Policy):
     def state(self, ctx: PolicyContext) -> PolicyState:
         nu = next_use(ctx.stream)
         assert len(nu) == len(ctx.stream.block_ids), "Belady needs the next use of every access"
-        empty = PolicyState.empty(1)
-        return PolicyState(empty.ef, empty.ei, empty.bf, nu, empty.sc)
+        return PolicyState.empty(1)._replace(access_i=nu)

@@ -1,4 +1,4 @@
-"""Cost-aware greedy-dual (GD-Frequency): keep deep, hot, expensive prefixes (DESIGN.md §4).
+"""Cost-aware greedy-dual (GD-Frequency): keep deep, hot, expensive prefixes (docs/architecture.md §4).
 
 Priority ``H = L + uses × recompute_cost(block)``, lowest first; ``L`` is the priority of the
 last evicted entry, so entries that are not touched age relative to new ones. Every block
@@ -33,15 +33,15 @@ def block_costs(depth: np.ndarray, block_tokens: np.ndarray, block_size: int,
 
 
 @numba.njit(cache=True, inline="always")
-def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
-    uses = 1 if new else ei[entry] + 1
-    ei[entry] = uses
-    return sc[0] + uses * bf[block], 0.0
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    uses = 1 if new else s.entry_i[entry] + 1
+    s.entry_i[entry] = uses
+    return s.scalars[0] + uses * s.block_f[block], 0.0
 
 
 @numba.njit(cache=True, inline="always")
-def evicted(sc, p1):  # type: ignore[no-untyped-def]
-    sc[0] = p1
+def evicted(s, p1):  # type: ignore[no-untyped-def]
+    s.scalars[0] = p1
 
 
 class Cost(Policy):
@@ -51,8 +51,7 @@ class Cost(Policy):
     defaults: ClassVar[Mapping[str, Any]] = {"attn_ratio": LLAMA_8B_ATTN_RATIO}
 
     def state(self, ctx: PolicyContext) -> PolicyState:
-        s = ctx.stream
-        costs = block_costs(s.depth, s.block_tokens, s.block_size, float(self.params["attn_ratio"]))
-        empty = PolicyState.empty(ctx.num_entries)
-        return PolicyState(empty.ef, empty.ei, np.ascontiguousarray(costs, dtype=np.float64), empty.oi,
-                           empty.sc)
+        st = ctx.stream
+        costs = block_costs(st.depth, st.block_tokens, st.block_size, float(self.params["attn_ratio"]))
+        return PolicyState.empty(ctx.num_entries)._replace(
+            block_f=np.ascontiguousarray(costs, dtype=np.float64))

@@ -1,4 +1,4 @@
-"""FIFO: oldest insertion first; a hit does not refresh an entry (DESIGN.md §4).
+"""FIFO: oldest insertion first; a hit does not refresh an entry (docs/architecture.md §4).
 
 Priority = the request index at which the entry entered the cache. All blocks a request
 inserts share it, so among them the deepest goes first (the engine's tie-break), which keeps
@@ -13,10 +13,10 @@ from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 
 @numba.njit(cache=True, inline="always")
-def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if new:
-        ei[entry] = t
-    return float(ei[entry]), 0.0
+        s.entry_i[entry] = t
+    return float(s.entry_i[entry]), 0.0
 
 
 class FIFO(Policy):

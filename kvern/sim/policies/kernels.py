@@ -12,19 +12,19 @@ from kvern.sim.policies import belady, cost, fifo, lfu, lru
 
 
 @numba.njit(cache=True)
-def policy_touch(code, ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if code == 0:
-        return lru.touch(ef, ei, bf, oi, sc, entry, block, t, occ, new)
+        return lru.touch(state, entry, block, t, occ, new)
     if code == 1:
-        return fifo.touch(ef, ei, bf, oi, sc, entry, block, t, occ, new)
+        return fifo.touch(state, entry, block, t, occ, new)
     if code == 2:
-        return lfu.touch(ef, ei, bf, oi, sc, entry, block, t, occ, new)
+        return lfu.touch(state, entry, block, t, occ, new)
     if code == 3:
-        return cost.touch(ef, ei, bf, oi, sc, entry, block, t, occ, new)
-    return belady.touch(ef, ei, bf, oi, sc, entry, block, t, occ, new)
+        return cost.touch(state, entry, block, t, occ, new)
+    return belady.touch(state, entry, block, t, occ, new)
 
 
 @numba.njit(cache=True)
-def policy_evicted(code, sc, p1):  # type: ignore[no-untyped-def]
+def policy_evicted(code, state, p1):  # type: ignore[no-untyped-def]
     if code == 3:
-        cost.evicted(sc, p1)
+        cost.evicted(state, p1)

@@ -1,4 +1,4 @@
-"""LFU: fewest uses first, ties by LRU; optional exponential decay (DESIGN.md §4).
+"""LFU: fewest uses first, ties by LRU; optional exponential decay (docs/architecture.md §4).
 
 A use is one request holding the block. Without decay the priority is ``(uses, last
 request)``. With ``half_life`` h (in requests) a use at request t weighs ``2^((t - now)/h)``;
@@ -20,19 +20,19 @@ from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 
 @numba.njit(cache=True, inline="always")
-def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
-    rate = sc[0]
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    rate = s.scalars[0]
     if rate == 0.0:
-        score = 1.0 if new else ef[entry] + 1.0
+        score = 1.0 if new else s.entry_f[entry] + 1.0
     else:
         x = t * rate
         if new:
             score = x
         else:
-            a = ef[entry]
+            a = s.entry_f[entry]
             hi, lo = (a, x) if a >= x else (x, a)
             score = hi + math.log2(1.0 + 2.0 ** (lo - hi))
-    ef[entry] = score
+    s.entry_f[entry] = score
     return score, float(t)
 
 
@@ -45,5 +45,5 @@ class LFU(Policy):
     def state(self, ctx: PolicyContext) -> PolicyState:
         st = PolicyState.empty(ctx.num_entries)
         half_life = self.params["half_life"]
-        st.sc[0] = 0.0 if half_life is None else 1.0 / float(half_life)
+        st.scalars[0] = 0.0 if half_life is None else 1.0 / float(half_life)
         return st

@@ -1,4 +1,4 @@
-"""LRU: least recently used first (DESIGN.md §4).
+"""LRU: least recently used first (docs/architecture.md §4).
 
 Priority = the request index of the last touch. The engine touches a request's blocks tail
 → head at the same request index, and its tie-break (deeper first) then orders them exactly
@@ -14,7 +14,7 @@ from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 
 @numba.njit(cache=True, inline="always")
-def touch(ef, ei, bf, oi, sc, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     return float(t), 0.0
 
 

@@ -1,33 +1,34 @@
-"""The engine-profile interface (DESIGN.md §6).
+"""The engine-profile interface (docs/architecture.md §6): a profile and its cache engine.
 
 A profile fixes the rules that make a simulation predict one engine: block size and which
 blocks are cacheable, the last-token rule, when and at what granularity it evicts, how a
-running request holds memory. A profile is a ``Profile`` subclass registered in
-``kvern.sim.profiles.PROFILES``; the policy (which entry goes next) stays separate.
+running request holds memory. The policy (which entry goes next) stays separate.
 
-To add one (e.g. ``llamacpp``), in its own module::
+Each profile builds a ``CacheEngine``: its cache as an object, over one model's
+``BlockStream``, that is fed requests in arrival order (``serve``, one request or a chunk at
+a time: the compiled kernels loop over the chunk), queried without being touched
+(``cached_prefix``: how much of a request's prompt it holds now) and read
+(``cached_blocks``, ``used``). A batch run (``Profile.simulate``) is a loop over the same
+engine in chunks, so a router asking one replica's cache, a live prediction and ``kvern
+replay`` all run one implementation.
 
-    from kvern.sim.profiles.base import Profile, register
-    from kvern.sim.result import SimResult
+To add a profile, in its own module::
 
     @register
-    class LlamaCpp(Profile):
-        name = "llamacpp"
-        summary = "llama-server slot prompt cache"
+    class MyEngine(Profile):
+        name = "my-engine"
+        summary = "one line for --help"
         policies = frozenset({"lru"})          # the policies it can honour; None = all
 
-        def simulate(self, stream, policy, capacity_blocks, advance=None) -> SimResult:
-            ...                                # one SimResult per (stream, policy, capacity)
+        def engine(self, stream, policy, capacity_blocks) -> CacheEngine:
+            return _MyCache(stream, policy, capacity_blocks)
 
-and import that module in ``kvern/sim/profiles/__init__.py``. ``simulate`` gets one model's
-``BlockStream`` (requests in arrival order, blocks interned), a ``Policy``, the capacity in
-blocks of ``stream.block_size`` tokens, and ``advance(n)`` to report progress in requests. A
-compiled engine takes ``policy.state(PolicyContext(stream, n_entries))`` and calls
-``kvern.sim.policies.kernels.policy_touch(policy.code, …)`` in its loop; a Python engine calls
-``policy.bind(ctx)`` once, then ``policy.touch(…)`` / ``policy.on_evict(…)``. Either way the
-engine owns the entries, the leaves and the capacity, and evicts the smallest
+and import that module in ``kvern/sim/profiles/__init__.py``. A compiled engine takes
+``policy.state(PolicyContext(stream, n_entries))`` and calls
+``kvern.sim.policies.kernels.policy_touch(policy.code, state, …)`` in its loop. Either way
+the engine owns the entries, the leaves and the capacity, and evicts the smallest
 ``(priority, -depth, id)``. It must be deterministic (same input, same output), never print,
-and fill every per-request array of the ``SimResult``.
+and write ``cached_tokens`` and ``unschedulable`` of every request it serves.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import ClassVar
+
+import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
@@ -46,6 +49,57 @@ PROFILES: dict[str, type[Profile]] = {}
 """Name -> profile class; filled by ``@register``."""
 
 
+class CacheEngine(ABC):
+    """One profile's cache, one policy, one capacity, over one model's block stream."""
+
+    profile: ClassVar[str]
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
+        assert capacity_blocks >= 1, "capacity must be at least one block"
+        self.stream = stream
+        self.policy = policy
+        self.capacity_blocks = int(capacity_blocks)
+        self.cached_tokens = np.zeros(stream.num_requests, dtype=np.int64)
+        """int64[R]: tokens served from the cache at each request's arrival (0 if not served)."""
+        self.unschedulable = np.zeros(stream.num_requests, dtype=np.uint8)
+        """uint8[R]: 1 where the request needed more blocks than the pool has (a full miss)."""
+
+    @abstractmethod
+    def serve(self, requests: np.ndarray) -> None:
+        """Run ``requests`` (int64 indices into the stream, ascending) through the cache, in order."""
+
+    @abstractmethod
+    def cached_prefix(self, request: int) -> int:
+        """Tokens of request ``request``'s prompt that the cache holds now as a prefix, in whole
+        blocks (pages), before any last-token rule; nothing changes (no access is recorded)."""
+
+    def _prefix_tokens(self, request: int, found_blocks: int) -> int:
+        """``found_blocks`` leading blocks of ``request`` in tokens (a found partial tail counts whole)."""
+        s = self.stream
+        return min(found_blocks * s.block_size, int(s.prompt_tokens[request]))
+
+    @abstractmethod
+    def cached_blocks(self) -> np.ndarray:
+        """int64[]: the interned ids of the blocks the cache holds now, ascending, once each."""
+
+    @property
+    @abstractmethod
+    def used(self) -> int:
+        """Entries in use now, in the engine's own unit (blocks, pool slots, or pages)."""
+
+    @property
+    @abstractmethod
+    def evicted_blocks(self) -> int:
+        """Cache entries dropped to make room so far."""
+
+    def result(self) -> SimResult:
+        s = self.stream
+        return SimResult(model=s.model, policy=self.policy.name, policy_label=self.policy.display_name,
+                         profile=self.profile, capacity_blocks=self.capacity_blocks, block_size=s.block_size,
+                         prompt_tokens=s.prompt_tokens.astype(np.int64), cached_tokens=self.cached_tokens,
+                         unschedulable=self.unschedulable.astype(bool), evicted_blocks=self.evicted_blocks)
+
+
 class Profile(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -55,9 +109,20 @@ class Profile(ABC):
     """The engine recomputes the last prompt token (cached ≤ prompt_tokens − 1)."""
 
     @abstractmethod
+    def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:
+        """A fresh, empty cache of ``capacity_blocks`` over ``stream``."""
+
     def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
                  advance: Advance | None = None) -> SimResult:
-        """Run the requests of ``stream`` in order through a cache of ``capacity_blocks``."""
+        """Run the requests of ``stream`` in order through a fresh cache of ``capacity_blocks``."""
+        engine = self.engine(stream, policy, int(capacity_blocks))
+        n = stream.num_requests
+        for r0 in range(0, n, CHUNK):
+            r1 = min(n, r0 + CHUNK)
+            engine.serve(np.arange(r0, r1, dtype=np.int64))
+            if advance is not None:
+                advance(r1 - r0)
+        return engine.result()
 
 
 def register(cls: type[Profile]) -> type[Profile]:
@@ -66,7 +131,5 @@ def register(cls: type[Profile]) -> type[Profile]:
     return cls
 
 
-PROGRESS_EVERY = 1024
-"""Requests between two progress updates (keeps the callback off the hot loop)."""
 CHUNK = 4096
-"""Requests per call of a compiled engine loop (progress is reported between calls)."""
+"""Requests per call of ``CacheEngine.serve`` in a batch run (progress is reported between calls)."""

@@ -1,6 +1,6 @@
 """``ideal-token``: the ideal model at token granularity, for traces that keep token ids.
 
-The upper bound of what prefix reuse allows (DESIGN.md §6): every token prefix is a cache
+The upper bound of what prefix reuse allows (docs/architecture.md §6): every token prefix is a cache
 entry, a request's cached prefix is its longest prefix of tokens some cached entry covers, no
 last-token rule, and the cache holds ``capacity_blocks × block_size`` tokens. It runs the
 ``ideal`` engine (and so every policy) on a stream with one "block" per token: token prefixes
@@ -20,9 +20,8 @@ import numpy as np
 from kvern.infra.errors import UsageError
 from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
-from kvern.sim.profiles.base import Advance, register
+from kvern.sim.profiles.base import CacheEngine, register
 from kvern.sim.profiles.ideal import Ideal
-from kvern.sim.result import SimResult
 
 
 @register
@@ -32,26 +31,50 @@ class IdealToken(Ideal):
 
     _memo: ClassVar[list[tuple[BlockStream, BlockStream]]] = []
     """The last stream and its token stream: a run simulates one stream for every policy ×
-    capacity, each through a fresh profile object, so the trie is built once per model."""
+    capacity, each through a fresh engine, so the trie is built once per model."""
 
-    def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
-                 advance: Advance | None = None) -> SimResult:
+    def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:
         if stream.token_ids is None:
             raise UsageError(f"--profile {self.name}: the trace of model {stream.model!r} has no token ids "
                              "(hash-id traces carry none); use --profile ideal")
-        tokens = self._token_stream(stream)
-        res = super().simulate(tokens, policy, int(capacity_blocks) * stream.block_size, advance)
-        return SimResult(
-            model=res.model, policy=res.policy, policy_label=res.policy_label, profile=self.name,
-            capacity_blocks=int(capacity_blocks), block_size=stream.block_size,
-            prompt_tokens=res.prompt_tokens, cached_tokens=res.cached_tokens,
-            unschedulable=res.unschedulable, evicted_blocks=res.evicted_blocks,
-        )
+        return TokenEngine(stream, super().engine(self._token_stream(stream), policy,
+                                                  int(capacity_blocks) * stream.block_size))
 
     def _token_stream(self, stream: BlockStream) -> BlockStream:
         if not self._memo or self._memo[0][0] is not stream:
             self._memo[:] = [(stream, token_stream(stream))]
         return self._memo[0][1]
+
+
+class TokenEngine(CacheEngine):
+    """The ideal engine over the token stream, seen from the block stream (capacity in blocks)."""
+
+    profile = "ideal-token"
+
+    def __init__(self, stream: BlockStream, inner: CacheEngine) -> None:
+        super().__init__(stream, inner.policy, inner.capacity_blocks // stream.block_size)
+        self.inner = inner
+        self.cached_tokens = inner.cached_tokens  # the same requests, one entry per token
+        self.unschedulable = inner.unschedulable
+
+    def serve(self, requests: np.ndarray) -> None:
+        self.inner.serve(requests)
+
+    def cached_prefix(self, request: int) -> int:
+        return self.inner.cached_prefix(request)
+
+    def cached_blocks(self) -> np.ndarray:
+        """Token-prefix entries of the token trie (not block ids)."""
+        return self.inner.cached_blocks()
+
+    @property
+    def used(self) -> int:
+        return self.inner.used
+
+    @property
+    def evicted_blocks(self) -> int:
+        """Tokens evicted."""
+        return self.inner.evicted_blocks
 
 
 def token_stream(stream: BlockStream) -> BlockStream:

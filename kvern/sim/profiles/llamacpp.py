@@ -47,8 +47,7 @@ import xxhash
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
-from kvern.sim.profiles.base import PROGRESS_EVERY, Advance, Profile, register
-from kvern.sim.result import SimResult
+from kvern.sim.profiles.base import CacheEngine, Profile, register
 
 _F = np.float32
 SIMILARITY = 0.1
@@ -269,26 +268,46 @@ class LlamaCpp(Profile):
         self.generated = generated
         """Tokens generated per request of the stream (default: none kept in the slot)."""
 
-    def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
-                 advance: Advance | None = None) -> SimResult:
+    def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:
         """``capacity_blocks`` × block size = the prompt cache's size in tokens."""
         cfg = LlamaServerConfig(self.config.slots, self.config.similarity,
                                 capacity_blocks * stream.block_size, self.config.cache_idle_slots,
                                 self.config.kv_unified)
-        model = LlamaServerModel(cfg)
-        gen = self.generated if self.generated is not None else np.zeros(stream.num_requests, np.int64)
-        cached = np.zeros(stream.num_requests, dtype=np.int64)
-        for r in range(stream.num_requests):
-            cached[r] = _from_units(model, stream, r, int(gen[r]))
-            if advance is not None and (r + 1) % PROGRESS_EVERY == 0:
-                advance(PROGRESS_EVERY)
-        if advance is not None:
-            advance(stream.num_requests % PROGRESS_EVERY)
-        return SimResult(model=stream.model, policy=policy.name, policy_label=policy.display_name,
-                         profile=self.name, capacity_blocks=capacity_blocks, block_size=stream.block_size,
-                         prompt_tokens=stream.prompt_tokens.astype(np.int64), cached_tokens=cached,
-                         unschedulable=np.zeros(stream.num_requests, dtype=bool),
-                         evicted_blocks=model.dropped_states)
+        return SlotEngine(stream, policy, capacity_blocks, cfg, self.generated)
+
+
+class SlotEngine(CacheEngine):
+    """``LlamaServerModel`` fed the stream's requests: slots, then the host prompt cache."""
+
+    profile = "llamacpp"
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int, config: LlamaServerConfig,
+                 generated: np.ndarray | None) -> None:
+        super().__init__(stream, policy, capacity_blocks)
+        self.server = LlamaServerModel(config)
+        self.generated = generated if generated is not None else np.zeros(stream.num_requests, np.int64)
+        """Tokens generated per request of the stream (default: none kept in the slot)."""
+
+    def serve(self, requests: np.ndarray) -> None:
+        for r in requests.tolist():
+            self.cached_tokens[r] = _from_units(self.server, self.stream, r, int(self.generated[r]))
+
+    def cached_prefix(self, request: int) -> int:
+        raise NotImplementedError("llama-server has no shared prefix cache to query: its slots are "
+                                  "chosen per request (use the vllm, sglang or ideal profile)")
+
+    def cached_blocks(self) -> np.ndarray:
+        raise NotImplementedError("llama-server's cache holds token sequences, not blocks")
+
+    @property
+    def used(self) -> int:
+        """Tokens held by the host prompt cache."""
+        return sum(len(state) for state in self.server.states)
+
+    @property
+    def evicted_blocks(self) -> int:
+        """Saved states dropped from the host prompt cache."""
+        return self.server.dropped_states
 
 
 def _from_units(model: LlamaServerModel, stream: BlockStream, r: int, generated: int) -> int:

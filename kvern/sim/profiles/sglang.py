@@ -34,9 +34,8 @@ from heapq import heappop, heappush
 import numpy as np
 
 from kvern.ingest.stream import BlockStream
-from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.profiles.base import PROGRESS_EVERY, Advance, Profile, register
-from kvern.sim.result import SimResult
+from kvern.sim.policies import Policy
+from kvern.sim.profiles.base import CacheEngine, Profile, register
 
 
 class _Node:
@@ -59,34 +58,44 @@ class SGLang(Profile):
     summary = "SGLang RadixCache: radix tree of pages, last token recomputed, LRU leaves"
     policies = frozenset({"lru"})
 
-    def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
-                 advance: Advance | None = None) -> SimResult:
+    def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:
         assert policy.name == "lru", "the sglang profile evicts by LRU only"
-        assert capacity_blocks >= 1, "capacity must be at least one block"
-        policy.bind(PolicyContext(stream, 0))
-        tree = _RadixTree()
-        bs = stream.block_size
-        by_token = stream.token_ids is not None
-        cap = int(capacity_blocks) * (bs if by_token else 1)
-        num_req = stream.num_requests
-        prompt = stream.prompt_tokens.tolist()
-        cached = np.zeros(num_req, dtype=np.int64)
-        unschedulable = np.zeros(num_req, dtype=bool)
-        for r in range(num_req):
-            p_tokens = prompt[r]
-            if by_token:
-                key = stream.tokens_of(r).astype(np.int64)
-                assert len(key) == p_tokens, "token ids and prompt_tokens disagree"
-                pages, max_hit, unit = p_tokens, p_tokens - 1, 1
-            else:
-                blocks = stream.blocks_of(r).astype(np.int64)
-                pages, max_hit, unit = len(blocks), (p_tokens - 1) // bs, bs
-                key = blocks[: p_tokens // bs]  # page-aligned: the partial tail is never inserted
+        return RadixEngine(stream, policy, capacity_blocks)
+
+
+class RadixEngine(CacheEngine):
+    """``RadixCache`` fed one request at a time (``match_prefix``, evict, ``cache_finished_req``)."""
+
+    profile = "sglang"
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
+        super().__init__(stream, policy, capacity_blocks)
+        self.tree = _RadixTree()
+        self.by_token = stream.token_ids is not None
+        """Pages of one token (tokenized logs); else pages of one block (hash-id traces)."""
+        self.capacity_pages = self.capacity_blocks * (stream.block_size if self.by_token else 1)
+
+    def _key(self, r: int) -> tuple[np.ndarray, int, int, int]:
+        """(the pages to insert, their count with the tail, the most that may hit, tokens per page)."""
+        s = self.stream
+        p_tokens = int(s.prompt_tokens[r])
+        if self.by_token:
+            key = s.tokens_of(r).astype(np.int64)
+            assert len(key) == p_tokens, "token ids and prompt_tokens disagree"
+            return key, p_tokens, p_tokens - 1, 1
+        blocks = s.blocks_of(r).astype(np.int64)
+        # page-aligned: the partial tail is never inserted
+        return blocks[: p_tokens // s.block_size], len(blocks), (p_tokens - 1) // s.block_size, s.block_size
+
+    def serve(self, requests: np.ndarray) -> None:
+        tree, cap = self.tree, self.capacity_pages
+        for r in requests.tolist():
+            key, pages, max_hit, unit = self._key(r)
             if pages > cap:
-                unschedulable[r] = True
+                self.unschedulable[r] = 1
                 continue
             hit, last = tree.walk(key[:max_hit], insert=False) if max_hit > 0 else (0, tree.root)
-            cached[r] = hit * unit
+            self.cached_tokens[r] = hit * unit
             tree.lock(last, +1)
             need = pages - hit
             free = cap - tree.pages
@@ -95,18 +104,30 @@ class SGLang(Profile):
             assert cap - tree.pages >= need, "eviction could not make room for a request that fits"
             tree.walk(key, insert=True)
             tree.lock(last, -1)
-            if advance is not None and (r + 1) % PROGRESS_EVERY == 0:
-                advance(PROGRESS_EVERY)
-        if advance is not None:
-            advance(num_req % PROGRESS_EVERY)
-        self.tree_pages = tree.pages
-        self.pool_pages = cap
-        return SimResult(
-            model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
-            capacity_blocks=int(capacity_blocks), block_size=bs,
-            prompt_tokens=stream.prompt_tokens.astype(np.int64), cached_tokens=cached,
-            unschedulable=unschedulable, evicted_blocks=tree.evicted,
-        )
+
+    def cached_prefix(self, request: int) -> int:
+        key, _pages, _max_hit, unit = self._key(request)
+        return self.tree.match_len(key) * unit
+
+    def cached_blocks(self) -> np.ndarray:
+        """The interned ids of the whole blocks the tree holds (on a token tree: of the stream's
+        blocks, those whose tokens are all in the tree)."""
+        s = self.stream
+        held = set()
+        for r in range(s.num_requests):
+            n = self.cached_prefix(r) // s.block_size
+            held.update(s.blocks_of(r)[:n].tolist())
+        return np.array(sorted(held), dtype=np.int64)
+
+    @property
+    def used(self) -> int:
+        """Pages in the tree."""
+        return self.tree.pages
+
+    @property
+    def evicted_blocks(self) -> int:
+        """Pages evicted."""
+        return self.tree.evicted
 
 
 def _common_prefix(ck: np.ndarray, key: np.ndarray, i: int) -> int:
@@ -186,6 +207,21 @@ class _RadixTree:
             self._stamp(leaf, t)
             return i, leaf
         return i, node
+
+    def match_len(self, key: np.ndarray) -> int:
+        """Pages of ``key`` in the tree, as ``match_prefix`` would find them, without stamping
+        or splitting anything."""
+        node, i, n = self.root, 0, len(key)
+        while i < n:
+            child = node.children.get(int(key[i]))
+            if child is None:
+                break
+            m = _common_prefix(child.key, key, i)
+            i += m
+            if m < len(child.key):
+                break
+            node = child
+        return i
 
     def lock(self, node: _Node | None, delta: int) -> None:
         """``inc_lock_ref`` / ``dec_lock_ref`` from ``node`` up to the root."""

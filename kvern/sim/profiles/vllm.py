@@ -1,4 +1,4 @@
-"""``vllm``: vLLM v1's ``KVCacheManager`` / ``BlockPool``, block for block (DESIGN.md §6).
+"""``vllm``: vLLM v1's ``KVCacheManager`` / ``BlockPool``, block for block (docs/architecture.md §6).
 
 What it reproduces, from vllm-project/vllm ``vllm/v1/core/`` (the version with
 ``BlockHashToBlockMap`` and ``free_blocks`` splitting fresh and cached blocks):
@@ -32,7 +32,7 @@ block); the other policies on the generic engine below, which ``lru`` also runs 
 (tested).
 
 The model is sequential (one request runs, generating one token, then the next arrives), as
-in DESIGN.md §3; decode-time blocks are not modelled. The admission watermark
+in docs/architecture.md §3; decode-time blocks are not modelled. The admission watermark
 (``KVCacheManager(watermark=…)``, default 0.0) is taken as 0, and chunked prefill does not
 change the outcome here: with one request in flight every chunk pops from the same queue in
 the same order, and the lookup happens once, before the first chunk. The free queue's cached part is kept
@@ -48,18 +48,21 @@ block's key is always freed after every block that extends it), so it changes no
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
+from kvern.sim.heap import ID, P1, VERSION
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import policy_evicted, policy_touch
-from kvern.sim.profiles.base import CHUNK, Advance, Profile, register
-from kvern.sim.result import SimResult
+from kvern.sim.profiles.base import CacheEngine, Profile, register
+from kvern.sim.prompts import prompts_of
 
-# counters: heap length, fresh slots, evictions, compaction rounds
-_HN, _FRESH, _EVICTED, _ROUNDS = 0, 1, 2, 3
+# counters of the policy-generic engine, by name
+HEAP_LEN, FRESH, EVICTED, ROUNDS = range(4)
 
 
 @register
@@ -70,284 +73,334 @@ class VLLM(Profile):
     """LRU runs on vLLM's own structure, the doubly linked free queue (O(1) per block); tests
     turn this off to check it against the policy-generic heap engine."""
 
-    def simulate(self, stream: BlockStream, policy: Policy, capacity_blocks: int,
-                 advance: Advance | None = None) -> SimResult:
-        cap = int(capacity_blocks)
-        assert cap >= 1, "capacity must be at least one block"
+    def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:
         if self.lru_queue and policy.name == "lru":
-            return self._lru(stream, policy, cap, advance)
-        num_req, num_unique = stream.num_requests, stream.num_unique
-        st = policy.state(PolicyContext(stream, cap))
-        lengths = np.diff(stream.req_offsets)
-        slot_key = np.full(cap, -1, dtype=np.int64)
-        is_free = np.zeros(cap, dtype=np.uint8)
-        fresh = np.arange(cap - 1, -1, -1, dtype=np.int64)  # a stack: slot 0 is popped first
-        head = np.full(num_unique, -1, dtype=np.int64)  # copies of a key: first (oldest) slot
-        tail = np.full(num_unique, -1, dtype=np.int64)
-        ncopies = np.zeros(num_unique, dtype=np.int32)
-        nxt = np.full(cap, -1, dtype=np.int64)
-        prv = np.full(cap, -1, dtype=np.int64)
-        child_keys = np.zeros(num_unique, dtype=np.int32)
-        version = np.zeros(cap, dtype=np.int64)
-        stamp = np.zeros(cap, dtype=np.int64)
-        prio = np.zeros((cap, 2), dtype=np.float64)
-        held = np.zeros(max(int(lengths.max()) if num_req else 1, 1), dtype=np.int64)
-        h = heap.new_heap(cap)
-        counters = np.array([0, cap, 0, 0], dtype=np.int64)
-        cached = np.zeros(num_req, dtype=np.int64)
-        unschedulable = np.zeros(num_req, dtype=np.uint8)
-        ids = stream.block_ids.astype(np.int64)
-        neg_depth = -stream.depth.astype(np.int64)
-        parent = stream.parent.astype(np.int64)
-        prompt = stream.prompt_tokens.astype(np.int64)
-        for r0 in range(0, num_req, CHUNK):
-            r1 = min(num_req, r0 + CHUNK)
-            _vllm_chunk(r0, r1, policy.code, st.ef, st.ei, st.bf, st.oi, st.sc, stream.req_offsets, ids,
-                        prompt, parent, neg_depth, stream.block_size, cap, slot_key, is_free, fresh, head,
-                        tail, ncopies, nxt, prv, child_keys, version, stamp, prio, held, h, counters,
-                        cached, unschedulable)
-            if advance is not None:
-                advance(r1 - r0)
-        self.final_slots = slot_key
-        return SimResult(
-            model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
-            capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
-            unschedulable=unschedulable.astype(bool), evicted_blocks=int(counters[_EVICTED]),
-        )
+            return VllmQueue(stream, policy, capacity_blocks)
+        return VllmHeap(stream, policy, capacity_blocks)
 
 
-    def _lru(self, stream: BlockStream, policy: Policy, cap: int, advance: Advance | None) -> SimResult:
-        num_req, num_unique = stream.num_requests, stream.num_unique
-        lengths = np.diff(stream.req_offsets)
-        slot_key = np.full(cap, -1, dtype=np.int64)
-        qnext = np.empty(cap + 2, dtype=np.int64)  # the free queue; sentinels: head = cap, tail = cap + 1
-        qprev = np.empty(cap + 2, dtype=np.int64)
+class Copies(NamedTuple):
+    """``BlockHashToBlockMap``: which slot holds which key, and each key's copies in insertion order."""
+
+    slot_key: np.ndarray
+    """int64[C]: the key (interned block id) slot s holds, -1 for none."""
+    first: np.ndarray
+    """int64[U]: the oldest copy of each key (-1: not cached)."""
+    last: np.ndarray
+    """int64[U]: the newest copy."""
+    count: np.ndarray
+    """int32[U]: copies of each key."""
+    next_copy: np.ndarray
+    """int64[C]: the next newer copy of the same key, -1 at the newest."""
+    prev_copy: np.ndarray
+    """int64[C]"""
+    held: np.ndarray
+    """int64[L]: scratch, the slots of the request being served (L = its longest prompt in blocks)."""
+
+
+def _copies(stream: BlockStream, cap: int) -> Copies:
+    u = stream.num_unique
+    longest = int(np.diff(stream.req_offsets).max()) if stream.num_requests else 1
+    return Copies(np.full(cap, -1, np.int64), np.full(u, -1, np.int64), np.full(u, -1, np.int64),
+                  np.zeros(u, np.int32), np.full(cap, -1, np.int64), np.full(cap, -1, np.int64),
+                  np.zeros(max(longest, 1), np.int64))
+
+
+class _VllmEngine(CacheEngine):
+    profile = "vllm"
+    copies: Copies
+
+    def cached_prefix(self, request: int) -> int:
+        return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.copies.count))
+
+    def cached_blocks(self) -> np.ndarray:
+        return np.flatnonzero(self.copies.count)
+
+    @property
+    def used(self) -> int:
+        """Slots that hold a key (a cached block; copies count once each)."""
+        return int((self.copies.slot_key >= 0).sum())
+
+
+class FreeQueue(NamedTuple):
+    """``FreeKVCacheBlockQueue`` over the slots: sentinels head = C, tail = C + 1."""
+
+    next_slot: np.ndarray
+    """int64[C+2]"""
+    prev_slot: np.ndarray
+    """int64[C+2]"""
+    counters: np.ndarray
+    """int64[1]: evictions."""
+
+
+class VllmQueue(_VllmEngine):
+    """LRU exactly as ``BlockPool``: the free queue itself."""
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
+        super().__init__(stream, policy, capacity_blocks)
+        cap = self.capacity_blocks
+        nxt = np.empty(cap + 2, np.int64)
+        prv = np.empty(cap + 2, np.int64)
         order = np.arange(cap, dtype=np.int64)
-        qnext[:cap], qprev[:cap] = order + 1, order - 1
-        qprev[0], qnext[cap - 1] = cap, cap + 1
-        qnext[cap], qprev[cap + 1] = 0, cap - 1
-        qprev[cap], qnext[cap + 1] = -1, -1
-        head = np.full(num_unique, -1, dtype=np.int64)
-        tail = np.full(num_unique, -1, dtype=np.int64)
-        ncopies = np.zeros(num_unique, dtype=np.int32)
-        nxt = np.full(cap, -1, dtype=np.int64)
-        prv = np.full(cap, -1, dtype=np.int64)
-        held = np.zeros(max(int(lengths.max()) if num_req else 1, 1), dtype=np.int64)
-        counters = np.zeros(1, dtype=np.int64)
-        cached = np.zeros(num_req, dtype=np.int64)
-        unschedulable = np.zeros(num_req, dtype=np.uint8)
-        ids = stream.block_ids.astype(np.int64)
-        prompt = stream.prompt_tokens.astype(np.int64)
-        for r0 in range(0, num_req, CHUNK):
-            r1 = min(num_req, r0 + CHUNK)
-            _vllm_queue_chunk(r0, r1, stream.req_offsets, ids, prompt, stream.block_size, cap, slot_key,
-                              qnext, qprev, head, tail, ncopies, nxt, prv, held, counters, cached,
-                              unschedulable)
-            if advance is not None:
-                advance(r1 - r0)
-        self.final_slots = slot_key
-        return SimResult(
-            model=stream.model, policy=policy.name, policy_label=policy.display_name, profile=self.name,
-            capacity_blocks=cap, block_size=stream.block_size, prompt_tokens=prompt, cached_tokens=cached,
-            unschedulable=unschedulable.astype(bool), evicted_blocks=int(counters[0]),
-        )
+        nxt[:cap], prv[:cap] = order + 1, order - 1
+        prv[0], nxt[cap - 1] = cap, cap + 1
+        nxt[cap], prv[cap + 1] = 0, cap - 1
+        prv[cap], nxt[cap + 1] = -1, -1
+        self.queue = FreeQueue(nxt, prv, np.zeros(1, np.int64))
+        self.copies = _copies(stream, cap)
+        self.prompts = prompts_of(stream)
+
+    def serve(self, requests: np.ndarray) -> None:
+        _serve_queue(requests, self.prompts, self.capacity_blocks, self.copies, self.queue,
+                     self.cached_tokens, self.unschedulable)
+
+    @property
+    def evicted_blocks(self) -> int:
+        return int(self.queue.counters[0])
+
+
+class Candidates(NamedTuple):
+    """The policy-generic engine's free slots: fresh ones first, then cached ones by priority."""
+
+    is_free: np.ndarray
+    """uint8[C]: in the free queue (ref count 0)."""
+    fresh: np.ndarray
+    """int64[C]: a stack of slots without a key; ``counters[FRESH]`` of them, slot 0 popped first."""
+    child_keys: np.ndarray
+    """int32[U]: cached keys whose parent this key is (a key with none is a leaf)."""
+    version: np.ndarray
+    """int64[C]: bumped at every change of the slot; older heap rows are stale."""
+    stamp: np.ndarray
+    """int64[C]: compaction round that last kept the slot's row."""
+    priority: np.ndarray
+    """float64[C, 2]"""
+    heap: np.ndarray
+    """float64[H, 5]: the evictable free cached slots (``kvern.sim.heap``)."""
+    counters: np.ndarray
+    """int64[4]: HEAP_LEN, FRESH, EVICTED, ROUNDS."""
+
+
+class VllmHeap(_VllmEngine):
+    """Any policy: the free queue's cached part ordered by the policy (see the module docstring)."""
+
+    def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
+        super().__init__(stream, policy, capacity_blocks)
+        cap = self.capacity_blocks
+        self.state = policy.state(PolicyContext(stream, cap))
+        self.copies = _copies(stream, cap)
+        self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
+                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int64),
+                               np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64), heap.new_heap(cap),
+                               np.array([0, cap, 0, 0], np.int64))
+        self.prompts = prompts_of(stream)
+
+    def serve(self, requests: np.ndarray) -> None:
+        _serve_heap(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.copies,
+                    self.free, self.cached_tokens, self.unschedulable)
+
+    @property
+    def evicted_blocks(self) -> int:
+        return int(self.free.counters[EVICTED])
+
+
+@numba.njit(cache=True)
+def _leading(blocks, count):  # type: ignore[no-untyped-def]
+    k = 0
+    while k < len(blocks) and count[blocks[k]] > 0:
+        k += 1
+    return k
 
 
 @numba.njit(cache=True, inline="always")
-def _q_remove(s, qnext, qprev):  # type: ignore[no-untyped-def]
-    qnext[qprev[s]] = qnext[s]
-    qprev[qnext[s]] = qprev[s]
+def _q_remove(s, q):  # type: ignore[no-untyped-def]
+    q.next_slot[q.prev_slot[s]] = q.next_slot[s]
+    q.prev_slot[q.next_slot[s]] = q.prev_slot[s]
 
 
 @numba.njit(cache=True, inline="always")
-def _q_insert_after(p, s, qnext, qprev):  # type: ignore[no-untyped-def]
-    qnext[s] = qnext[p]
-    qprev[s] = p
-    qprev[qnext[p]] = s
-    qnext[p] = s
+def _q_insert_after(at, s, q):  # type: ignore[no-untyped-def]
+    q.next_slot[s] = q.next_slot[at]
+    q.prev_slot[s] = at
+    q.prev_slot[q.next_slot[at]] = s
+    q.next_slot[at] = s
 
 
 @numba.njit(cache=True, inline="always")
-def _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies):  # type: ignore[no-untyped-def]
+def _drop_copy(s, c):  # type: ignore[no-untyped-def]
     """``_maybe_evict_cached_block``: unlink slot ``s`` from its key's copies; return the key."""
-    key = slot_key[s]
-    if prv[s] >= 0:
-        nxt[prv[s]] = nxt[s]
+    key = c.slot_key[s]
+    if c.prev_copy[s] >= 0:
+        c.next_copy[c.prev_copy[s]] = c.next_copy[s]
     else:
-        head[key] = nxt[s]
-    if nxt[s] >= 0:
-        prv[nxt[s]] = prv[s]
+        c.first[key] = c.next_copy[s]
+    if c.next_copy[s] >= 0:
+        c.prev_copy[c.next_copy[s]] = c.prev_copy[s]
     else:
-        tail[key] = prv[s]
-    nxt[s] = -1
-    prv[s] = -1
-    ncopies[key] -= 1
-    slot_key[s] = -1
+        c.last[key] = c.prev_copy[s]
+    c.next_copy[s] = -1
+    c.prev_copy[s] = -1
+    c.count[key] -= 1
+    c.slot_key[s] = -1
     return key
 
 
 @numba.njit(cache=True, inline="always")
-def _add_copy(s, key, slot_key, head, tail, nxt, prv, ncopies):  # type: ignore[no-untyped-def]
+def _add_copy(s, key, c):  # type: ignore[no-untyped-def]
     """``cache_full_blocks``: slot ``s`` becomes the newest copy of ``key``."""
-    slot_key[s] = key
-    if ncopies[key] == 0:
-        head[key] = s
+    c.slot_key[s] = key
+    if c.count[key] == 0:
+        c.first[key] = s
     else:
-        prv[s] = tail[key]
-        nxt[tail[key]] = s
-    tail[key] = s
-    ncopies[key] += 1
+        c.prev_copy[s] = c.last[key]
+        c.next_copy[c.last[key]] = s
+    c.last[key] = s
+    c.count[key] += 1
 
 
 @numba.njit(cache=True)
-def _vllm_queue_chunk(r0, r1, offs, ids, prompt, bs, cap, slot_key, qnext, qprev, head, tail,  # type: ignore[no-untyped-def]
-                      ncopies, nxt, prv, held, counters, cached, unschedulable):
+def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore[no-untyped-def]
     """LRU exactly as ``BlockPool``: ``touch`` removes, ``get_new_blocks`` pops the head,
     ``free_blocks`` prepends blocks without a hash and appends cached ones in the order given."""
     q_head, q_tail = cap, cap + 1
-    for r in range(r0, r1):
-        lo, hi = offs[r], offs[r + 1]
+    held = c.held
+    for r in requests:
+        lo, hi = p.offsets[r], p.offsets[r + 1]
         n = hi - lo
         if n > cap:
             unschedulable[r] = 1
             continue
-        p_tokens = prompt[r]
-        max_hit = (p_tokens - 1) // bs
-        full = p_tokens // bs
+        p_tokens = p.prompt_tokens[r]
+        max_hit = (p_tokens - 1) // p.block_size
+        full = p_tokens // p.block_size
         k = 0
-        while k < max_hit and ncopies[ids[lo + k]] > 0:
-            s = head[ids[lo + k]]
-            _q_remove(s, qnext, qprev)
+        while k < max_hit and c.count[p.ids[lo + k]] > 0:
+            s = c.first[p.ids[lo + k]]
+            _q_remove(s, q)
             held[k] = s
             k += 1
-        cached[r] = k * bs
+        cached[r] = k * p.block_size
         for j in range(k, n):
-            s = qnext[q_head]
+            s = q.next_slot[q_head]
             assert s != q_tail, "free queue empty although the request fits the pool"
-            _q_remove(s, qnext, qprev)
-            if slot_key[s] >= 0:
-                _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies)
-                counters[0] += 1
+            _q_remove(s, q)
+            if c.slot_key[s] >= 0:
+                _drop_copy(s, c)
+                q.counters[0] += 1
             held[j] = s
         for j in range(k, full):
-            _add_copy(held[j], ids[lo + j], slot_key, head, tail, nxt, prv, ncopies)
+            _add_copy(held[j], p.ids[lo + j], c)
         for j in range(n - 1, -1, -1):
             s = held[j]
-            if slot_key[s] < 0:
-                _q_insert_after(q_head, s, qnext, qprev)
+            if c.slot_key[s] < 0:
+                _q_insert_after(q_head, s, q)
             else:
-                _q_insert_after(qprev[q_tail], s, qnext, qprev)
+                _q_insert_after(q.prev_slot[q_tail], s, q)
 
 
 @numba.njit(cache=True, inline="always")
-def _evictable(s, slot_key, is_free, ncopies, child_keys):  # type: ignore[no-untyped-def]
+def _evictable(s, c, f):  # type: ignore[no-untyped-def]
     """A free cached slot that may go: another copy of its key stays, or nothing extends it."""
-    key = slot_key[s]
-    return is_free[s] == 1 and key >= 0 and (ncopies[key] > 1 or child_keys[key] == 0)
+    key = c.slot_key[s]
+    return f.is_free[s] == 1 and key >= 0 and (c.count[key] > 1 or f.child_keys[key] == 0)
 
 
 @numba.njit(cache=True)
-def _compact(h, n, version, slot_key, is_free, ncopies, child_keys, stamp, round_):  # type: ignore[no-untyped-def]
+def _compact(c, f, round_):  # type: ignore[no-untyped-def]
+    h = f.heap
     m = 0
-    for i in range(n):
-        s = int(h[i, 3])
-        if h[i, 4] == version[s] and stamp[s] != round_ and _evictable(s, slot_key, is_free, ncopies,
-                                                                         child_keys):
-            stamp[s] = round_
-            for c in range(heap.ROW):
-                h[m, c] = h[i, c]
+    for i in range(f.counters[HEAP_LEN]):
+        s = int(h[i, ID])
+        if h[i, VERSION] == f.version[s] and f.stamp[s] != round_ and _evictable(s, c, f):
+            f.stamp[s] = round_
+            for col in range(heap.ROW):
+                h[m, col] = h[i, col]
             m += 1
     heap.heapify(h, m)
-    return m
+    f.counters[HEAP_LEN] = m
 
 
 @numba.njit(cache=True)
-def _push(s, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies, child_keys,  # type: ignore[no-untyped-def]
-          stamp):
-    hn = counters[_HN]
-    if hn == h.shape[0]:
-        counters[_ROUNDS] += 1
-        hn = _compact(h, hn, version, slot_key, is_free, ncopies, child_keys, stamp, counters[_ROUNDS])
-    counters[_HN] = heap.push(h, hn, prio[s, 0], prio[s, 1], neg_depth[key], s, version[s])
+def _push(s, key, c, f, neg_depth):  # type: ignore[no-untyped-def]
+    if f.counters[HEAP_LEN] == f.heap.shape[0]:
+        f.counters[ROUNDS] += 1
+        _compact(c, f, f.counters[ROUNDS])
+    f.counters[HEAP_LEN] = heap.push(f.heap, f.counters[HEAP_LEN], f.priority[s, 0], f.priority[s, 1],
+                                     neg_depth[key], s, f.version[s])
 
 
 @numba.njit(cache=True)
-def _vllm_chunk(r0, r1, code, ef, ei, bf, oi, sc, offs, ids, prompt, parent, neg_depth, bs, cap,  # type: ignore[no-untyped-def]
-                slot_key, is_free, fresh, head, tail, ncopies, nxt, prv, child_keys, version, stamp,
-                prio, held, h, counters, cached, unschedulable):
-    for r in range(r0, r1):
-        lo, hi = offs[r], offs[r + 1]
+def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
+    held = c.held
+    for r in requests:
+        lo, hi = p.offsets[r], p.offsets[r + 1]
         n = hi - lo  # == ceil(prompt / block_size): every block, the partial tail included
         if n > cap:
             unschedulable[r] = 1
             continue
-        p_tokens = prompt[r]
-        max_hit = (p_tokens - 1) // bs
-        full = p_tokens // bs
+        p_tokens = p.prompt_tokens[r]
+        max_hit = (p_tokens - 1) // p.block_size
+        full = p_tokens // p.block_size
         # get_computed_blocks + touch: the first copy of each leading key leaves the queue
         k = 0
-        while k < max_hit and ncopies[ids[lo + k]] > 0:
-            s = head[ids[lo + k]]
-            is_free[s] = 0
-            version[s] += 1
+        while k < max_hit and c.count[p.ids[lo + k]] > 0:
+            s = c.first[p.ids[lo + k]]
+            f.is_free[s] = 0
+            f.version[s] += 1
             held[k] = s
             k += 1
-        cached[r] = k * bs
+        cached[r] = k * p.block_size
         # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
         for j in range(k, n):
-            if counters[_FRESH] > 0:
-                counters[_FRESH] -= 1
-                held[j] = fresh[counters[_FRESH]]
+            if f.counters[FRESH] > 0:
+                f.counters[FRESH] -= 1
+                held[j] = f.fresh[f.counters[FRESH]]
                 continue
             while True:
-                assert counters[_HN] > 0, "no evictable block although the request fits the pool"
-                s = int(h[0, 3])
-                v = h[0, 4]
-                p1 = h[0, 0]
-                counters[_HN] = heap.pop(h, counters[_HN])
-                if v == version[s] and _evictable(s, slot_key, is_free, ncopies, child_keys):
+                assert f.counters[HEAP_LEN] > 0, "no evictable block although the request fits the pool"
+                s = int(f.heap[0, ID])
+                v = f.heap[0, VERSION]
+                p1 = f.heap[0, P1]
+                f.counters[HEAP_LEN] = heap.pop(f.heap, f.counters[HEAP_LEN])
+                if v == f.version[s] and _evictable(s, c, f):
                     break
-            key = _drop_copy(s, slot_key, head, tail, nxt, prv, ncopies)
-            is_free[s] = 0
-            version[s] += 1
-            counters[_EVICTED] += 1
-            policy_evicted(code, sc, p1)
-            if ncopies[key] == 0 and parent[key] >= 0:
-                pk = parent[key]
-                child_keys[pk] -= 1
-                if child_keys[pk] == 0:  # the parent's free copies became leaves
-                    c = head[pk]
-                    while c >= 0:
-                        if is_free[c]:
-                            _push(c, pk, h, counters, prio, neg_depth, version, slot_key, is_free,
-                                  ncopies, child_keys, stamp)
-                        c = nxt[c]
+            key = _drop_copy(s, c)
+            f.is_free[s] = 0
+            f.version[s] += 1
+            f.counters[EVICTED] += 1
+            policy_evicted(code, state, p1)
+            if c.count[key] == 0 and p.parent[key] >= 0:
+                pk = p.parent[key]
+                f.child_keys[pk] -= 1
+                if f.child_keys[pk] == 0:  # the parent's free copies became leaves
+                    x = c.first[pk]
+                    while x >= 0:
+                        if f.is_free[x]:
+                            _push(x, pk, c, f, p.neg_depth)
+                        x = c.next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
         for j in range(k, full):
             s = held[j]
-            key = ids[lo + j]
-            if ncopies[key] == 0 and parent[key] >= 0:
-                child_keys[parent[key]] += 1
-            _add_copy(s, key, slot_key, head, tail, nxt, prv, ncopies)
-            if ncopies[key] == 2:  # the older copy may go now
-                c = head[key]
-                if is_free[c]:
-                    _push(c, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies,
-                          child_keys, stamp)
+            key = p.ids[lo + j]
+            if c.count[key] == 0 and p.parent[key] >= 0:
+                f.child_keys[p.parent[key]] += 1
+            _add_copy(s, key, c)
+            if c.count[key] == 2:  # the older copy may go now
+                x = c.first[key]
+                if f.is_free[x]:
+                    _push(x, key, c, f, p.neg_depth)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
-            key = slot_key[s]
+            key = c.slot_key[s]
             if key < 0:
-                fresh[counters[_FRESH]] = s
-                counters[_FRESH] += 1
+                f.fresh[f.counters[FRESH]] = s
+                f.counters[FRESH] += 1
                 continue
-            p1, p2 = policy_touch(code, ef, ei, bf, oi, sc, s, key, r, lo + j, j >= k)
-            prio[s, 0] = p1
-            prio[s, 1] = p2
-            is_free[s] = 1
-            version[s] += 1
-            if ncopies[key] > 1 or child_keys[key] == 0:
-                _push(s, key, h, counters, prio, neg_depth, version, slot_key, is_free, ncopies,
-                      child_keys, stamp)
+            p1, p2 = policy_touch(code, state, s, key, r, lo + j, j >= k)
+            f.priority[s, 0] = p1
+            f.priority[s, 1] = p2
+            f.is_free[s] = 1
+            f.version[s] += 1
+            if c.count[key] > 1 or f.child_keys[key] == 0:
+                _push(s, key, c, f, p.neg_depth)

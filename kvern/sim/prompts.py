@@ -1,0 +1,31 @@
+"""A block stream's arrays in the form the compiled engines read them."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from kvern.ingest.stream import BlockStream
+
+
+class Prompts(NamedTuple):
+    """One numba argument instead of six: the requests' blocks and the blocks' shape."""
+
+    offsets: np.ndarray
+    """int64[R+1]: request r holds ``ids[offsets[r]:offsets[r+1]]``."""
+    ids: np.ndarray
+    """int64[N]: interned block ids in prompt order."""
+    prompt_tokens: np.ndarray
+    """int64[R]"""
+    parent: np.ndarray
+    """int64[U]: parent block of each unique block, -1 for a first block."""
+    neg_depth: np.ndarray
+    """int64[U]: minus the block's position in its prompt (the heap's tie-break: deeper first)."""
+    block_size: int
+
+
+def prompts_of(stream: BlockStream) -> Prompts:
+    return Prompts(np.ascontiguousarray(stream.req_offsets, dtype=np.int64),
+                   stream.block_ids.astype(np.int64), stream.prompt_tokens.astype(np.int64),
+                   stream.parent.astype(np.int64), -stream.depth.astype(np.int64), int(stream.block_size))
