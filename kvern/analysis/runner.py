@@ -141,6 +141,17 @@ def run_gate(load: Load, cfg: Config, *, baseline: Path | None, thresholds: Thre
     return GateOutcome(trace.meta.source, settings, row, verdict, breakers, gains, notes=notes + more)
 
 
+def write_gate_folder(g: GateOutcome, folder: Path | None) -> Path | None:
+    """``gate -o DIR``: the outcome as ``gate.json`` and ``report.html``, the CI artifact a person
+    opens; nothing without a folder."""
+    from kvern.report.html import write_html
+
+    if folder is None:
+        return None
+    write_json(g.to_dict(), folder / "gate.json")
+    return write_html(folder)
+
+
 def gate_row(trace: Trace, cfg: Config, settings: GateSettings, out: Output) -> dict[str, Any]:
     """The summary row of the gate's one simulation over the whole trace (JSON-clean; with
     several models the "*" row, not a model's own)."""
@@ -262,7 +273,9 @@ def run_analyze(load: Load, cfg: Config, *, settings: GateSettings, top: int = 1
     written: list[Path] = []
     if output is not None:
         from kvern.analysis.charts import write_charts
+        from kvern.report.html import write_html
 
         write_json(analysis.to_dict(), output / "analysis.json")
         written = [output / "analysis.json", *write_charts(analysis, output)]
+        written.append(write_html(output))
     return analysis, written

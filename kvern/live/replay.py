@@ -30,6 +30,7 @@ from kvern.live.runner import LiveRun, LiveSettings, replay
 from kvern.live.sink import LiveSink
 from kvern.report.atomic import write_json, write_parquet
 from kvern.report.console import NULL_OUTPUT, Output
+from kvern.report.html import write_html
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
 from kvern.sim.profiles.llamacpp import LlamaServerConfig
 
@@ -195,6 +196,7 @@ def _finish(trace: Trace, cfg: Config, run: LiveRun, sink: LiveSink, opts: LiveO
     if not ttft_chart(live, opts.output_dir / "ttft_vs_cached.png",
                       f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})"):
         out.info("no TTFT chart: no request reported both its TTFT and its cached tokens")
+    write_html(opts.output_dir)
     return summary
 
 

@@ -47,6 +47,7 @@ def simulate_and_report(trace_path: Path, cfg: Config, *, command: str, policies
     """Load, simulate, write the report, show it. Policies taken from the config (not from a
     flag) are narrowed to what the profile supports, with a warning, instead of failing."""
     from kvern.ingest.pipeline import load_trace
+    from kvern.report.html import write_html
     from kvern.report.tables import summary_renderable
     from kvern.report.write import summary_document, write_report
     from kvern.sim.policies import parse_policy_list
@@ -69,6 +70,7 @@ def simulate_and_report(trace_path: Path, cfg: Config, *, command: str, policies
         stopped, result = e, e.result
     folder = run_folder(cfg, command, trace_path, profile, output)
     write_report(result, folder)
+    write_html(folder)
     if stopped is not None:
         out.warn(f"{stopped.message}: the report holds the {len(result.results)} that finished, "
                  "marked partial")

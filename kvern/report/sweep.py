@@ -248,6 +248,7 @@ def sweep_and_report(trace_path: Path, cfg: Config, *, policies: str | None, cap
                      points: int, profile: str | None, params: list[str] | None, jobs: int | None,
                      output: Path | None, out: Output, load: dict[str, Any]) -> SweepResult:
     from kvern.ingest.pipeline import load_trace
+    from kvern.report.html import write_html
     from kvern.report.runner import parse_params, run_folder
     from kvern.sim.policies import parse_policy_list
     from kvern.sim.profiles import get_profile
@@ -270,6 +271,7 @@ def sweep_and_report(trace_path: Path, cfg: Config, *, policies: str | None, cap
         stopped, result = e, e.result
     folder = run_folder(cfg, "sweep", trace_path, profile, output)
     write_sweep(result, folder)
+    write_html(folder)
     if stopped is not None:
         out.warn(f"{stopped.message}: the report holds those that finished, marked partial")
     out.info(f"report written to {folder}/")
