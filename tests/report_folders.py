@@ -4,6 +4,7 @@ would write them: the shipped chat sample, two policies, small capacities (a few
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,11 @@ def run_cli(args: list[str], exit_code: int = 0) -> str:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == exit_code, (args, result.output, result.exception)
     return result.output
+
+
+def flat(output: str) -> str:
+    """An error panel's text on one line (the panel wraps long messages)."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
 
 
 def make_folders(base: Path) -> dict[str, Path]:

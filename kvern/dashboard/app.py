@@ -26,4 +26,5 @@ def main(dirs: list[str]) -> None:
     nav.run()
 
 
-main(sys.argv[1:] or ["reports"])
+if __name__ == "__main__":  # streamlit runs this file as __main__; importing it draws nothing
+    main(sys.argv[1:] or ["reports"])

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from kvern.cli import app
 from kvern.report.folder import find_folders, read_folder
 from kvern.report.html import REPORT_FILE, write_html
-from tests.report_folders import LIVE_SUMMARY, run_cli
+from tests.report_folders import LIVE_SUMMARY, flat, run_cli
 from tests.trace_paths import CHAT_SAMPLE
 
 _DATA_URI = re.compile(r'<img alt="([^"]+)" src="data:image/png;base64,[A-Za-z0-9+/=]+">')
@@ -129,12 +129,12 @@ def test_partial_run_is_marked(tmp_path: Path, report_folders: dict[str, Path]) 
 def test_report_command_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     missing = runner.invoke(app, ["report", str(tmp_path / "nope")])
-    assert missing.exit_code == 2 and "no such directory" in _flat(missing.output)
+    assert missing.exit_code == 2 and "no such directory" in flat(missing.output)
     empty = runner.invoke(app, ["report", str(tmp_path)])
-    assert empty.exit_code == 2 and "not a report folder" in _flat(empty.output)
+    assert empty.exit_code == 2 and "not a report folder" in flat(empty.output)
     (tmp_path / "summary.json").write_text("{not json")
     garbled = runner.invoke(app, ["report", str(tmp_path)])
-    assert garbled.exit_code == 2 and "summary.json: not valid JSON" in _flat(garbled.output)
+    assert garbled.exit_code == 2 and "summary.json: not valid JSON" in flat(garbled.output)
     assert isinstance(garbled.exception, SystemExit)  # a message, no traceback
 
 
@@ -147,11 +147,6 @@ def test_find_folders_walks_a_tree(report_folders: dict[str, Path], tmp_path: Pa
     errors: list[str] = []
     assert find_folders([tmp_path, tmp_path / "missing"], errors) == []
     assert len(errors) == 2 and "expected a JSON object" in errors[0]
-
-
-def _flat(output: str) -> str:
-    """The error panel's text on one line (the panel wraps long messages)."""
-    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
 
 
 def _esc(text: str) -> str:
