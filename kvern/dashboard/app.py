@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
+from pathlib import Path
 
 import streamlit as st
 
@@ -18,11 +19,14 @@ from kvern.dashboard.pages import PAGES
 
 def main(dirs: list[str]) -> None:
     st.set_page_config(page_title="kvern", layout="wide")
-    runs = load_runs(dirs)
+    errors: list[str] = []
+    runs = load_runs(dirs, errors)
     pages = [st.Page(partial(p.render, runs), title=p.TITLE, url_path=p.URL, default=i == 0)
              for i, p in enumerate(PAGES)]
     nav = st.navigation(pages)
-    st.sidebar.caption(f"{len(runs)} report folder(s) in " + ", ".join(dirs))
+    st.sidebar.caption(f"{len(runs)} report folder(s) in " + ", ".join(Path(d).name or d for d in dirs))
+    for e in errors:
+        st.sidebar.warning(e)
     nav.run()
 
 

@@ -30,7 +30,8 @@ def streamlit_command(dirs: Sequence[Path], *, port: int, host: str) -> list[str
     """The ``streamlit run`` command line (the report folders go after ``--`` to the app)."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless=true",
             f"--server.port={port}", f"--server.address={host}", "--browser.gatherUsageStats=false",
-            "--server.fileWatcherType=none", "--global.developmentMode=false", "--",
+            "--server.fileWatcherType=none", "--global.developmentMode=false", "--client.toolbarMode=viewer",
+            "--",
             *(str(d.resolve()) for d in dirs)]
 
 

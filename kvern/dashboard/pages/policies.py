@@ -71,7 +71,7 @@ def _axis_format(metric: str) -> str:
 def _bars(view: pd.DataFrame, metric: str, title: str) -> alt.Chart:
     order = list(dict.fromkeys(view.sort_values("capacity_blocks")["capacity"]))
     chart = alt.Chart(view).mark_bar().encode(
-        x=alt.X("capacity:N", sort=order, title="capacity"),
+        x=alt.X("capacity:N", sort=order, title="capacity", axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset("policy_label:N", sort=list(dict.fromkeys(view["policy_label"]))),
         y=alt.Y(f"{metric}:Q", title=title, axis=alt.Axis(format=_axis_format(metric))),
         color=alt.Color("policy_label:N", title="policy"),
