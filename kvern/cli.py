@@ -218,6 +218,8 @@ MaxDropOpt = Annotated[float | None, typer.Option(
     "--max-drop", help="fail if the metric fell by more, absolute: 0.02 = 2 points (default: gate.max_drop)")]
 MetricOpt = Annotated[str | None, typer.Option(
     "--metric", help="token_hit_rate, request_hit_rate or savings (default: gate.metric)")]
+GateOutputOpt = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="also write gate.json and report.html to this folder (a CI artifact)")]
 UpdateBaselineOpt = Annotated[bool, typer.Option("--update-baseline", help="record this run as the baseline")]
 ShowTextOpt = Annotated[bool, typer.Option("--show-text", help="show decoded prompt text in the report")]
 TopOpt = Annotated[int, typer.Option("--top", min=1, help="cache breakers to show")]
@@ -230,7 +232,8 @@ NoMeasureOpt = Annotated[bool, typer.Option("--no-measure", help="don't re-inges
 def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRateOpt = None,
          max_drop: MaxDropOpt = None, metric: MetricOpt = None, policy: GatePolicyOpt = None,
          capacity: CapacityOpt = None, profile: ProfileOpt = None, update_baseline: UpdateBaselineOpt = False,
-         config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+         output: GateOutputOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
+         model: ModelOpt = None,
          skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
          no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
          trace_block_size: TraceBlockSizeOpt = None,
@@ -245,7 +248,7 @@ def gate(trace: TraceArg, baseline: BaselineOpt = None, min_hit_rate: MinHitRate
     run(trace, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
         baseline=baseline, thresholds=Thresholds.from_config(cfg.gate, metric, min_hit_rate, max_drop),
         setting=SimSetting.from_config(cfg, policy, capacity, profile), update_baseline=update_baseline,
-        out=_output(json_mode, quiet))
+        output=output, out=_output(json_mode, quiet))
 
 
 @app.command()
@@ -267,6 +270,36 @@ def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20
     run(trace, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
         setting=SimSetting.from_config(cfg, policy, capacity, profile), top=top, top_prefixes=top_prefixes,
         show_text=show_text, measure=not no_measure, output=output, out=_output(json_mode, quiet))
+
+
+# -- report / dashboard ------------------------------------------------------------------------
+FoldersArg = Annotated[list[Path], typer.Argument(help="report folder(s) any kvern command wrote",
+                                                  show_default=False)]
+ReportsDirsArg = Annotated[list[Path] | None, typer.Argument(
+    help="folders holding report folders (default: output_dir, reports/)", show_default=False)]
+PortOpt = Annotated[int, typer.Option("--port", help="port to serve the dashboard on")]
+HostOpt = Annotated[str, typer.Option("--host", help="address to listen on (0.0.0.0: every interface)")]
+
+
+@app.command()
+@boundary
+def report(folders: FoldersArg, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """(Re)write report.html in existing report folders: one self-contained page to open."""
+    from kvern.commands.common import write_page
+
+    written = [str(write_page(f)) for f in folders]
+    _output(json_mode, quiet).result("\n".join(f"written {p}" for p in written), {"written": written})
+
+
+@app.command()
+@boundary
+def dashboard(reports_dirs: ReportsDirsArg = None, port: PortOpt = 8501, host: HostOpt = "127.0.0.1",
+              config: ConfigOpt = None) -> None:
+    """Browse report folders in a local web app (needs: pip install 'kvern[dashboard]')."""
+    from kvern.dashboard.launch import launch
+    from kvern.infra.config import load_config
+
+    raise typer.Exit(launch(reports_dirs or [Path(load_config(config).output_dir)], port=port, host=host))
 
 
 def _version(value: bool) -> None:

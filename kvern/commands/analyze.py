@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kvern.analysis.measure import RuleGain, SimSetting, measure_rules, no_token_note, trace_decoder
 from kvern.analysis.results import Analysis
-from kvern.commands.common import run_folder
+from kvern.commands.common import run_folder, write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.ingest.pipeline import LoadOptions
@@ -22,6 +22,7 @@ def analyze(trace_path: Path, cfg: Config, load: LoadOptions, *, setting: SimSet
     analysis = run_analyze(trace_path, cfg, load, setting=setting, top=top, top_prefixes=top_prefixes,
                            show_text=show_text, measure=measure, out=out)
     write_analysis(analysis, folder)
+    write_page(folder)
     out.info(f"analysis written to {folder}/")
     out.result(analysis_renderable(analysis), analysis.to_dict())
     return analysis

@@ -52,6 +52,7 @@ def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Pa
 
     ``run`` raises an ``Interrupted`` carrying ``result`` (what finished, marked partial) on
     Ctrl-C; that result is written and shown like a whole one, then the command exits 130.
+    Every folder written here also gets its ``report.html``, made from the files just written.
     """
     stopped: Interrupted | None = None
     try:
@@ -62,6 +63,7 @@ def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Pa
             raise
         stopped, result = e, kept
     write(result, folder)
+    write_page(folder)
     if stopped is not None:
         out.warn(f"{stopped.message}: the {what} holds what finished, marked partial")
     out.info(f"{what} written to {folder}/")
@@ -69,3 +71,10 @@ def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Pa
     if stopped is not None:
         raise Interrupted(f"{stopped.message}; partial {what} written to {folder}/")
     return result
+
+
+def write_page(folder: Path) -> Path:
+    """``report.html`` of a report folder, from the files in it."""
+    from kvern.report.html import write_html
+
+    return write_html(folder)

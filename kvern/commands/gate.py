@@ -16,19 +16,29 @@ from kvern.analysis.gate import (
 )
 from kvern.analysis.measure import SimSetting, measure_rules, setting_row, trace_breakers
 from kvern.analysis.results import GateOutcome
+from kvern.commands.common import write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import GateFailed, UsageError
+from kvern.infra.files import write_json
 from kvern.ingest.pipeline import LoadOptions
 
 
 def gate(trace_path: Path, cfg: Config, load: LoadOptions, *, baseline: Path | None, thresholds: Thresholds,
-         setting: SimSetting, update_baseline: bool, out: Output) -> GateOutcome:
-    """Run the gate and show its verdict; a failed gate raises ``GateFailed`` (exit 1)."""
+         setting: SimSetting, update_baseline: bool, output: Path | None, out: Output) -> GateOutcome:
+    """Run the gate and show its verdict; a failed gate raises ``GateFailed`` (exit 1).
+
+    With ``output`` the outcome is also written as ``gate.json`` and ``report.html``, the CI
+    artifact a person opens, before the verdict decides the exit code."""
     from kvern.report.analysis_tables import gate_renderable
 
     outcome = run_gate(trace_path, cfg, load, baseline=baseline, thresholds=thresholds, setting=setting,
                        update_baseline=update_baseline, out=out)
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        write_json(outcome.to_dict(), output / "gate.json")
+        write_page(output)
+        out.info(f"gate report written to {output}/")
     out.result(gate_renderable(outcome), outcome.to_dict())
     if outcome.verdict is not None and not outcome.verdict.passed:
         raise GateFailed(outcome.verdict.message())

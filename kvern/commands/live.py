@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kvern.commands.common import write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import BackendError, Interrupted
@@ -82,6 +83,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     title = f"{sink.meta['trace']} on {sink.meta['backend']} (profile {opts.profile})"
     if not ttft_chart(sink.table(), opts.output_dir / "ttft_vs_cached.png", title):
         out.info("no TTFT chart: no request reported both its TTFT and its cached tokens")
+    write_page(opts.output_dir)
     report = LiveReport(summary, opts.output_dir, run)
     done = f"{summary['requests']} of {len(requests)} requests ran; partial results in {opts.output_dir}"
     if interrupted:

@@ -24,6 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 Advance = Callable[[float], None]
 
@@ -54,7 +55,8 @@ class Output:
     def error(self, message: str) -> None:
         # soft_wrap=False: a soft-wrapping console crops panel content instead of wrapping it,
         # and a file:line message must never lose its end.
-        self.err.print(Panel(message, title="kvern: error", title_align="left", border_style="red"),
+        # Text: a message is plain text, never markup ("kvern[dashboard]", a regex, a path with []).
+        self.err.print(Panel(Text(message), title="kvern: error", title_align="left", border_style="red"),
                        highlight=False, soft_wrap=False)
 
     # -- results (stdout) --------------------------------------------------------------
