@@ -51,7 +51,9 @@ def boundary(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from kvern.infra.console import Output
+        from kvern.infra.files import forget_inputs
 
+        forget_inputs()
         try:
             return fn(*args, **kwargs)
         except KvernError as e:

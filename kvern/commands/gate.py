@@ -20,7 +20,7 @@ from kvern.commands.common import write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import GateFailed, UsageError
-from kvern.infra.files import write_json
+from kvern.infra.files import check_target, register_input, write_json
 from kvern.ingest.pipeline import LoadOptions
 
 
@@ -51,8 +51,12 @@ def run_gate(trace_path: Path, cfg: Config, load: LoadOptions, *, baseline: Path
     """Simulate the gate's setting and judge it; on failure, name the breakers and measure fixes."""
     if update_baseline and baseline is None:
         raise UsageError("--update-baseline needs --baseline FILE to write")
+    register_input(trace_path)
+    if update_baseline and baseline is not None:  # fail before the slow part, not after it
+        check_target(baseline)
     base: Baseline | None = None
     if baseline is not None and not update_baseline:
+        register_input(baseline)
         base = read_baseline(baseline)  # fail on a bad baseline before the slow part
     trace = load.load(trace_path, cfg, out)
     row = setting_row(trace, cfg, setting, out)

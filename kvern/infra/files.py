@@ -1,7 +1,10 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename.
 
 An interrupted run therefore leaves either the complete earlier file or none, never a
-truncated one (docs/architecture.md §7).
+truncated one (docs/architecture.md §7). And no write destroys what it should not: every
+file a run reads is registered as an input (``register_input``), and a write onto an input,
+or onto anything that is not a regular file (``/dev/null``, a FIFO, a folder), is a
+``UsageError`` before anything is written (``check_target``).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +25,54 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_INPUTS: dict[tuple[int, int], str] = {}
+"""(device, inode) of every file this process was asked to read -> the name it was given by."""
+
+
+def register_input(path: str | Path) -> None:
+    """``path`` is read by this run: no kvern write may replace it (whatever name it is given)."""
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        _INPUTS.setdefault((st.st_dev, st.st_ino), str(path))
+
+
+def check_target(path: str | Path) -> None:
+    """Fail unless ``path`` may be written: absent, or a regular file that is not an input."""
+    from kvern.infra.errors import UsageError
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise UsageError(f"{path}: cannot write there ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise UsageError(f"{path}: {what}; kvern writes its outputs as regular files only")
+    source = _INPUTS.get((st.st_dev, st.st_ino))
+    if source is not None and _same_file(source, st):  # an inode a deleted input left can be reused
+        same = "" if os.path.abspath(source) == os.path.abspath(path) else f" (it is {source})"
+        raise UsageError(f"{path}: that is an input of this run{same}; kvern never overwrites what it reads")
+
+
+def forget_inputs() -> None:
+    """A new run starts (the CLI calls this per command, so one process can run many)."""
+    _INPUTS.clear()
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        now = os.stat(path)
+    except OSError:
+        return False
+    return (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success rename it over ``path``, else remove it."""
     path = Path(path)
+    check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report should be as readable as any file

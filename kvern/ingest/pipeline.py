@@ -16,6 +16,7 @@ import pyarrow as pa
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import InputError, KvernError, UsageError
+from kvern.infra.files import register_input
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.encode import TemplateError
@@ -141,6 +142,7 @@ class LoadOptions:
     def load(self, path: Path, cfg: Config, out: Output = NULL_OUTPUT, *,
              normalize: bool | None = None) -> Trace:
         """``load_trace`` with these flags; ``normalize`` overrides ``--no-normalize``."""
+        register_input(path)
         return load_trace(path, self.config(cfg), fmt=self.fmt, skip_invalid=self.skip_invalid,
                           no_cache=self.no_cache,
                           no_normalize=self.no_normalize if normalize is None else not normalize,

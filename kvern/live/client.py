@@ -22,6 +22,8 @@ from typing import Any
 
 import aiohttp
 
+from kvern.infra.secrets import scrub
+
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 10.0
 ERROR_TEXT_CHARS = 300
@@ -140,11 +142,11 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
         else:
             _fill(res, stream, sent)
             break
-        res.status, res.error, res.connect_failed = err.status, err.message, err.connect
+        res.status, res.error, res.connect_failed = err.status, scrub(err.message), err.connect
         if not err.retriable or attempt == policy.retries:
             break
         res.retries += 1
-        res.retry_error = err.message
+        res.retry_error = scrub(err.message)
         await asyncio.sleep(policy.delay(attempt, rng, err.retry_after))
     end = time.perf_counter()
     res.done_s = end - t0

@@ -5,7 +5,9 @@ Faults are keyed by the 0-based index of the POST request through the proxy:
 - ``"429"``/``"500"``: answer with that status (and ``Retry-After: 0`` for 429) without
   forwarding;
 - ``"cut"``: forward, then close the connection after the first streamed event;
-- ``"slow"``: hold the request ``slow_s`` seconds before forwarding it.
+- ``"slow"``: hold the request ``slow_s`` seconds before forwarding it;
+- ``"echo"``: answer 401 with the request's head and body echoed in the error (a hostile
+  server: the ``Authorization`` header comes back, raw and JSON-escaped).
 
 Every other request is forwarded byte for byte, one request per connection.
 """
@@ -85,6 +87,16 @@ class FaultProxy:
                 msg = b'{"error": "injected"}'
                 writer.write(b"HTTP/1.1 " + fault.encode() + b" Injected\r\n"
                              + b"Content-Type: application/json\r\n" + extra
+                             + b"Content-Length: " + str(len(msg)).encode()
+                             + b"\r\nConnection: close\r\n\r\n" + msg)
+                await writer.drain()
+                return
+            if fault == "echo":
+                import json
+
+                text = (head + body).decode("utf-8", "replace")
+                msg = json.dumps({"error": {"message": f"Unauthorized: {text}", "raw": text}}).encode()
+                writer.write(b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
                              + b"Content-Length: " + str(len(msg)).encode()
                              + b"\r\nConnection: close\r\n\r\n" + msg)
                 await writer.drain()

@@ -212,3 +212,36 @@ def test_a_run_where_every_request_fails_is_an_error_results_kept(llama_server, 
         proxy.stop()
     assert column(out, "ok") == [False, False, False]
     assert (out / "reconcile.parquet").exists() and (out / "live_summary.json").exists()
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("source", ["--api-key", "environment"])
+def test_a_server_that_echoes_the_api_key_never_gets_it_written_or_printed(
+        llama_server, tmp_path: Path, source: str) -> None:
+    """A hostile 401 body carries the Authorization header back; the key must appear nowhere:
+    not in live.parquet, reconcile.parquet, the summary, report.html, stdout or stderr."""
+    secret = "kv-test-Zq81xX-secret-4471"  # no sk- prefix: scrubbed because it is the key, not by shape
+    server: Server = llama_server()
+    proxy = FaultProxy(server.port, {0: "echo", 1: "echo", 2: "echo"}).start()
+    trace = token_trace(tmp_path / "t.parquet", prompts(3), [2] * 3)
+    out = tmp_path / "o"
+    args = [sys.executable, "-m", "kvern", "replay", str(trace), "--backend", proxy.url, "--profile",
+            "llamacpp", "--concurrency", "1", "--retries", "0", "--served-model", SERVED_MODEL,
+            "-o", str(out)]
+    env = {**os.environ, "KVERN_TEST_ECHO_KEY": secret}
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("live:\n  api_key_env: KVERN_TEST_ECHO_KEY\n")
+    if source == "--api-key":
+        args += ["--api-key", secret]
+        env.pop("KVERN_TEST_ECHO_KEY")
+    try:
+        done = subprocess.run([*args, "--config", str(cfg)], capture_output=True, env=env, timeout=120,
+                              cwd=tmp_path)
+    finally:
+        proxy.stop()
+    assert done.returncode == 2, done.stderr  # every request failed: an error, results kept
+    assert proxy.posts == 3
+    errors = column(out, "error")
+    assert all(e and "[redacted]" in e for e in errors), errors  # the echo was recorded, scrubbed
+    for blob in [done.stdout, done.stderr, *(f.read_bytes() for f in tmp_path.rglob("*") if f.is_file())]:
+        assert secret.encode() not in blob
