@@ -227,6 +227,11 @@ def test_ctrl_c_ends_a_parallel_sweep_and_keeps_its_finished_points(tmp_path: Pa
     assert json.loads(cut_t.schema.metadata[PARTIAL_KEY])["not_run"] == doc["settings"]["not_run"]
     finished = {tuple(r[k] for k in key): r for r in cut_t.to_pylist()}
     ran = {tuple(r[k] for k in key): r for r in full_t.to_pylist()}
-    assert finished and all(ran[k] == r for k, r in finished.items())
+    # A point's own results equal the full run's; the achievable rate comes from another task,
+    # which the interrupt may have stopped first: then it is null, never wrong.
+    derived = "achievable_token_hit_rate"
+    diff = {k: {c: (r[c], ran[k][c]) for c in r if r[c] != ran[k][c] and not (c == derived and r[c] is None)}
+            for k, r in finished.items()}
+    assert finished and not any(diff.values()), diff
     missing = {(u["model"], u["policy"], u["capacity_blocks"]) for u in doc["settings"]["not_run"]}
     assert set(ran) - set(finished) <= missing

@@ -215,8 +215,8 @@ def test_cli_sweep(tmp_path) -> None:  # type: ignore[no-untyped-def]
     answers = doc["models"][0]["answers"]
     assert {(a["policy"], a["percent"]) for a in answers} == {
         (p, q) for p in ("lru", "fifo", "belady") for q in (50, 80, 90, 95)}
-    assert sorted(p.name for p in out.iterdir()) == ["lru_curve.parquet", "sweep.json", "sweep.parquet",
-                                                     "sweep.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["lru_curve.parquet", "report.html", "sweep.json",
+                                                     "sweep.parquet", "sweep.png"]
     first = (out / "sweep.json").read_bytes()
     assert CliRunner().invoke(app, [*args, "--quiet"]).exit_code == 0
     assert (out / "sweep.json").read_bytes() == first
