@@ -16,10 +16,10 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -95,6 +95,8 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:
+    import pyarrow.parquet as pq  # here, not at the top: every command imports this module at start
+
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
@@ -102,6 +104,9 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
 def read_tagged_parquet(path: str | Path, key: bytes, what: str) -> tuple[pa.Table, bytes]:
     """Read a Parquet file kvern wrote, with the schema-metadata value under ``key`` that marks it
     as ``what`` (e.g. "kvern trace"); an unreadable or foreign file is an ``InputError``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from kvern.infra.errors import InputError
 
     try:

@@ -1,7 +1,9 @@
 """The simulator's input: one model's requests as dense integer arrays.
 
 Block keys are interned to ids ``0..n_unique-1`` in order of first appearance, so hot loops
-index arrays instead of hashing (docs/architecture.md §2). Because keys are prefix-chained, each unique
+index arrays instead of hashing (docs/architecture.md §2). Interning is a compiled
+open-addressing hash table over the 64-bit keys (which are xxh3 hashes, so their low bits
+index the table directly). Because keys are prefix-chained, each unique
 block has exactly one parent (the block before it in every prompt that holds it) and one depth.
 """
 
@@ -9,12 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kvern.infra.compiled import use_kvern_cache
 from kvern.ingest.trace import Trace
+
+use_kvern_cache()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +81,8 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
     lengths = pc.list_value_length(keys_col).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = pc.list_flatten(keys_col).to_numpy(zero_copy_only=False)
-    codes, uniques = pd.factorize(flat, sort=False)
-    block_ids = codes.astype(np.int32)
+    flat = np.ascontiguousarray(pc.list_flatten(keys_col).to_numpy(zero_copy_only=False), dtype=np.uint64)
+    block_ids, n = intern_keys(flat)
     prompt = sub.column("prompt_tokens").to_numpy().astype(np.int32)
 
     # Position of each block within its prompt, and its parent (the block before it).
@@ -90,7 +94,6 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
     prev[pos == 0] = -1
     tokens = np.minimum(block_size, prompt[req_of].astype(np.int64) - pos * block_size).astype(np.int32)
 
-    n = len(uniques)
     parent = np.full(n, -1, dtype=np.int32)
     depth = np.zeros(n, dtype=np.int32)
     block_tokens = np.zeros(n, dtype=np.int32)
@@ -124,3 +127,36 @@ def _tokens(sub: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets, pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """(int32 id of each key, in order of first appearance; the number of distinct keys)."""
+    ids = np.empty(len(keys), dtype=np.int32)
+    size = 16
+    while size < 2 * len(keys):
+        size *= 2
+    return ids, int(_intern_table(keys, ids, size))
+
+
+@numba.njit(cache=True, nogil=True)
+def _intern_table(keys: np.ndarray, ids: np.ndarray, size: int) -> int:
+    mask = np.uint64(size - 1)
+    slot_key = np.empty(size, np.uint64)
+    slot_id = np.full(size, -1, np.int32)
+    n = 0
+    for i in range(len(keys)):
+        k = keys[i]
+        h = k & mask
+        while True:
+            s = slot_id[h]
+            if s < 0:
+                slot_key[h] = k
+                slot_id[h] = n
+                ids[i] = n
+                n += 1
+                break
+            if slot_key[h] == k:
+                ids[i] = s
+                break
+            h = (h + np.uint64(1)) & mask
+    return n
