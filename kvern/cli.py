@@ -41,6 +41,7 @@ CapacityOpt = Annotated[str | None, typer.Option(
     "--capacity", help="cache size(s): 1000,10000 (blocks), '64k tok', 8GiB, or a range 1k:1M")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable result on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress or tables")]
+NoChartsOpt = Annotated[bool, typer.Option("--no-charts", help="write the tables only (no PNG charts)")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,7 +139,7 @@ def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = N
            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
            no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
-           trace_block_size: TraceBlockSizeOpt = None,
+           trace_block_size: TraceBlockSizeOpt = None, no_charts: NoChartsOpt = False,
            json_mode: JsonOpt = False, quiet: QuietOpt = False, backend: BackendOpt = None,
            speedup: SpeedupOpt = None, rate: RateOpt = None, concurrency: ConcurrencyOpt = None,
            max_requests: MaxRequestsOpt = None, duration: DurationOpt = None, timeout: TimeoutOpt = None,
@@ -163,7 +164,7 @@ def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = N
     from kvern.commands.simulate import simulate
 
     simulate(trace, cfg, load, command="replay", policies=[policy], capacity=capacity, profile=profile,
-             params=param, output=output, out=out)
+             params=param, output=output, out=out, charts=not no_charts)
 
 
 @app.command()
@@ -173,7 +174,7 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
             config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
             skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
             no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
-            trace_block_size: TraceBlockSizeOpt = None,
+            trace_block_size: TraceBlockSizeOpt = None, no_charts: NoChartsOpt = False,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Simulate several policies side by side; the table marks the best online one."""
     from kvern.commands.simulate import simulate
@@ -183,7 +184,7 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
     load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size)
     simulate(trace, cfg, load, command="compare", policies=policies or cfg.simulate.policies,
              capacity=capacity, profile=profile, params=param, output=output, out=_output(json_mode, quiet),
-             policies_from_config=policies is None)
+             policies_from_config=policies is None, charts=not no_charts)
 
 
 # -- sweep -------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt =
           output: OutputDirOpt = None, config: ConfigOpt = None, fmt: FormatOpt = None,
           model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
           no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
-          trace_block_size: TraceBlockSizeOpt = None,
+          trace_block_size: TraceBlockSizeOpt = None, no_charts: NoChartsOpt = False,
           json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Hit rate against capacity per policy, and the capacity that reaches 50/80/90/95% of it."""
     from kvern.commands.sweep import sweep as run
@@ -207,7 +208,7 @@ def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt =
     run(trace, load_config(config),
         _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
         policies=policies, capacity=capacity, points=points, profile=profile, params=param, jobs=jobs,
-        output=output, out=_output(json_mode, quiet))
+        output=output, out=_output(json_mode, quiet), charts=not no_charts)
 
 
 # -- gate / analyze ----------------------------------------------------------------------

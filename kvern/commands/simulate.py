@@ -19,7 +19,7 @@ from kvern.sim.run import RunResult
 def simulate(trace_path: Path, cfg: Config, load: LoadOptions, *, command: str,
              policies: str | Sequence[str], capacity: str | None, profile: str | None,
              params: Sequence[str] | None, output: Path | None, out: Output,
-             policies_from_config: bool = False) -> RunResult:
+             policies_from_config: bool = False, charts: bool = True) -> RunResult:
     """Policies taken from the config (not from a flag) are narrowed to what the profile
     supports, with a warning, instead of failing."""
     from kvern.report.tables import summary_renderable
@@ -36,4 +36,5 @@ def simulate(trace_path: Path, cfg: Config, load: LoadOptions, *, command: str,
         lambda: run_simulation(trace, cfg, policies=policies, capacities=capacity or cfg.simulate.capacity,
                                profile=profile, params=parse_params(params), out=out),
         run_folder(cfg, command, trace_path, profile, output),
-        write=write_report, show=lambda r: out.result(summary_renderable(r), r.document()), out=out)
+        write=lambda r, f: write_report(r, f, charts=charts),
+        show=lambda r: out.result(summary_renderable(r), r.document()), out=out)

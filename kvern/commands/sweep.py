@@ -14,7 +14,7 @@ from kvern.sim.sweep import SweepResult
 
 def sweep(trace_path: Path, cfg: Config, load: LoadOptions, *, policies: str | None, capacity: str | None,
           points: int, profile: str | None, params: Sequence[str] | None, jobs: int | None,
-          output: Path | None, out: Output) -> SweepResult:
+          output: Path | None, out: Output, charts: bool = True) -> SweepResult:
     from kvern.report.sweep import sweep_json, sweep_renderable, write_sweep
     from kvern.sim.policies import parse_policy_list
     from kvern.sim.sweep import run_sweep
@@ -28,4 +28,5 @@ def sweep(trace_path: Path, cfg: Config, load: LoadOptions, *, policies: str | N
         lambda: run_sweep(trace, cfg, policies=policies, profile=profile, capacity=capacity, points=points,
                           params=parse_params(params), jobs=jobs, out=out),
         run_folder(cfg, "sweep", trace_path, profile, output),
-        write=write_sweep, show=lambda r: out.result(sweep_renderable(r), sweep_json(r)), out=out)
+        write=lambda r, f: write_sweep(r, f, charts=charts),
+        show=lambda r: out.result(sweep_renderable(r), sweep_json(r)), out=out)

@@ -110,7 +110,7 @@ def read_tagged_parquet(path: str | Path, key: bytes, what: str) -> tuple[pa.Tab
     from kvern.infra.errors import InputError
 
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()  # one file: no dataset layer needed
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"not a readable Parquet file ({e})", path) from None
     raw = (table.schema.metadata or {}).get(key)

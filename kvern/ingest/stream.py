@@ -67,10 +67,13 @@ class BlockStream:
 def block_streams(trace: Trace) -> dict[str, BlockStream]:
     """Split the trace by model (each model has its own cache) and intern its block keys."""
     table = trace.table
-    models = table.column("model")
+    # One pass over the column for every model (dictionary codes), not one comparison per model.
+    encoded = pc.dictionary_encode(table.column("model")).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
     out: dict[str, BlockStream] = {}
     for model in trace.models():
-        rows = np.flatnonzero(pc.equal(models, model).to_numpy(zero_copy_only=False))
+        rows = np.flatnonzero(codes == names.index(model))
         sub = table.take(pa.array(rows))
         out[model] = _intern(model, trace.meta.block_size, sub, rows)
     return out

@@ -116,7 +116,7 @@ def sweep_document(result: SweepResult) -> dict[str, Any]:
     return {"version": SWEEP_VERSION, "settings": result.settings, "models": models}
 
 
-def write_sweep(result: SweepResult, folder: str | Path) -> list[Path]:
+def write_sweep(result: SweepResult, folder: str | Path, *, charts: bool = True) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "sweep.parquet", folder / "sweep.json"]
@@ -125,7 +125,8 @@ def write_sweep(result: SweepResult, folder: str | Path) -> list[Path]:
     if result.exact_lru:
         written.append(folder / "lru_curve.parquet")
         write_parquet(mark_partial(curve_table(result), result.settings), written[-1])
-    written.append(_chart(result, folder / "sweep.png"))
+    if charts:
+        written.append(_chart(result, folder / "sweep.png"))
     return written
 
 
