@@ -23,6 +23,7 @@ from kvern.ingest.encode import TemplateError
 from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_format, open_reader
 from kvern.ingest.records import Fields, RawRequest
 from kvern.ingest.source import iter_lines
+from kvern.ingest.stream import with_block_ids
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, is_parquet, read_trace, write_trace
 
 HASH_IDS = "hash-ids"
@@ -49,8 +50,8 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
             return read_trace(entry)
         except InputError:
             out.warn(f"ignoring an unreadable ingest cache entry: {entry.name}")
-    trace = ingest(path, cfg, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
-                   model=model, out=out)
+    trace = with_block_ids(ingest(path, cfg, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
+                                  model=model, out=out))
     try:
         write_trace(trace, entry)
     except OSError as e:

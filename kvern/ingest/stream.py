@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kvern.infra.compiled import use_kvern_cache
-from kvern.ingest.trace import Trace
+from kvern.ingest.trace import BLOCK_IDS, Trace
 
 use_kvern_cache()
 
@@ -84,13 +84,17 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
     lengths = pc.list_value_length(keys_col).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.ascontiguousarray(pc.list_flatten(keys_col).to_numpy(zero_copy_only=False), dtype=np.uint64)
-    block_ids, n = intern_keys(flat)
+    stored = _stored_ids(sub, len(lengths))
+    if stored is not None:
+        block_ids, n = stored
+    else:
+        flat = np.ascontiguousarray(pc.list_flatten(keys_col).to_numpy(zero_copy_only=False), dtype=np.uint64)
+        block_ids, n = intern_keys(flat)
     prompt = sub.column("prompt_tokens").to_numpy().astype(np.int32)
 
     # Position of each block within its prompt, and its parent (the block before it).
     req_of = np.repeat(np.arange(len(lengths)), lengths)
-    pos = np.arange(len(flat), dtype=np.int64) - offsets[req_of]
+    pos = np.arange(len(block_ids), dtype=np.int64) - offsets[req_of]
     prev = np.empty_like(block_ids)
     prev[0:1] = -1
     prev[1:] = block_ids[:-1]
@@ -130,6 +134,40 @@ def _tokens(sub: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     return offsets, pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32)
+
+
+def with_block_ids(trace: Trace) -> Trace:
+    """``trace`` with the ``block_ids`` column: each model's keys interned once, to be stored."""
+    streams = block_streams(trace)
+    lengths = pc.list_value_length(trace.table.column("block_keys")).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(trace.num_requests + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.empty(int(offsets[-1]), dtype=np.int32)
+    for s in streams.values():  # each request's ids into its row's place in the flat column
+        shift = offsets[s.rows] - s.req_offsets[:-1]
+        flat[np.repeat(shift, np.diff(s.req_offsets)) + np.arange(len(s.block_ids))] = s.block_ids
+    column = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat))
+    table = trace.table
+    if BLOCK_IDS.name in table.column_names:
+        table = table.drop_columns([BLOCK_IDS.name])
+    return Trace(table.append_column(BLOCK_IDS, column), trace.meta)
+
+
+def _stored_ids(sub: pa.Table, num_requests: int) -> tuple[np.ndarray, int] | None:
+    """The stored ids of these rows if they are still this model's interning: any row subset of
+    a consistent key -> id mapping is, exactly when its ids are dense in first-seen order."""
+    if BLOCK_IDS.name not in sub.column_names:
+        return None
+    col = sub.column(BLOCK_IDS.name).combine_chunks()
+    if col.null_count or len(col) != num_requests:
+        return None
+    ids = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    if len(ids) == 0:
+        return ids, 0
+    running = np.maximum.accumulate(ids)
+    if ids[0] != 0 or np.any(ids[1:] > running[:-1] + 1):
+        return None
+    return np.ascontiguousarray(ids), int(running[-1]) + 1
 
 
 def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:

@@ -29,6 +29,11 @@ TRACE_SCHEMA = pa.schema(
     ]
 )
 
+BLOCK_IDS = pa.field("block_ids", pa.list_(pa.int32()))
+"""An optional column beside the schema: each block key's dense id within its model, in order
+of first appearance (``kvern.ingest.stream.with_block_ids``). Ingest interns once and stores
+it; the simulator uses it when it is still a valid interning of the rows at hand."""
+
 _META_KEY = b"kvern.trace"
 
 
@@ -72,8 +77,15 @@ class Trace:
 
 
 def with_meta(table: pa.Table, meta: TraceMeta) -> pa.Table:
-    table = table.cast(TRACE_SCHEMA)
-    return table.replace_schema_metadata({_META_KEY: meta.to_bytes()})
+    return conform(table).replace_schema_metadata({_META_KEY: meta.to_bytes()})
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """The schema's columns, in order and type, then ``block_ids`` if the table has it."""
+    out = table.select(TRACE_SCHEMA.names).cast(TRACE_SCHEMA)
+    if BLOCK_IDS.name in table.column_names:
+        out = out.append_column(BLOCK_IDS, table.column(BLOCK_IDS.name).cast(BLOCK_IDS.type))
+    return out
 
 
 def write_trace(trace: Trace, path: str | Path) -> None:
@@ -86,7 +98,7 @@ def read_trace(path: str | Path) -> Trace:
     missing = [f.name for f in TRACE_SCHEMA if f.name not in table.column_names]
     if missing:
         raise InputError(f"kvern trace lacks columns: {', '.join(missing)}", path)
-    return Trace(table.select(TRACE_SCHEMA.names).cast(TRACE_SCHEMA), TraceMeta.from_bytes(raw))
+    return Trace(conform(table), TraceMeta.from_bytes(raw))
 
 
 def is_parquet(path: str | Path) -> bool:
