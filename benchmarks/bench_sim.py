@@ -15,6 +15,12 @@ before the first, so "peak RSS" is what one run itself added. Engines:
 * ``ordereddict-lru``: the textbook Python LRU on the same flattened accesses.
 * ``sim-<policy>[@profile]``: the policy-generic simulator (``kvern.sim.simulate.simulate``),
   profile ``ideal`` unless named; its hit share is in tokens, the others' in blocks.
+* ``replay-<policy>``: the whole command as a user runs it, in a fresh process:
+  ``python -m kvern replay TRACE.parquet --policy P --capacity C --profile ideal -q --no-charts``
+  on the trace already ingested (its block ids stored); start-up, reading, simulation and the
+  report included. Its time is the process's; its peak RSS is the process's own peak.
+* ``libcachesim-<policy>``: libCacheSim's policy in process on the flattened accesses (lru,
+  fifo, lfu, belady as ``libcachesim-lru`` etc.), for the side-by-side table.
 
 The capacity is a share of the stream's unique blocks (``--capacity-share``, default 0.1).
 """
@@ -25,6 +31,7 @@ import argparse
 import contextlib
 import gc
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -37,7 +44,7 @@ import numpy as np
 import psutil
 import xxhash
 
-from benchmarks.streams import SCRATCH, TRACES, cached_stream, flattened, load_stream
+from benchmarks.streams import SCRATCH, TRACES, cached_stream, cached_trace_file, flattened, load_stream
 from kvern.ingest.stream import BlockStream
 
 ENGINES = ["kvern-lru", "kvern-curve", "libcachesim-lru", "ordereddict-lru"]
@@ -95,13 +102,17 @@ def _lcs_prepare(stream: BlockStream, capacity: int) -> Path:
     return path
 
 
-def _lcs_run(path: Path, capacity: int) -> tuple[str, float]:
+def _lcs_run(path: Path, capacity: int, policy: str = "LRU") -> tuple[str, float]:
     import libcachesim as lcs
 
     reader = lcs.TraceReader(str(path), lcs.TraceType.ORACLE_GENERAL_TRACE)
-    cache = lcs.LRU(capacity, hashpower=24)
+    cache = getattr(lcs, policy)(capacity, hashpower=24)
     miss_ratio, _ = cache.process_trace(reader)
     return "blocks", 1.0 - miss_ratio
+
+
+_LCS_NAMES = {"lru": "LRU", "fifo": "FIFO", "lfu": "LFU", "belady": "Belady", "s3fifo": "S3FIFO",
+              "arc": "ARC"}
 
 
 def _od_run(flat: list[int], capacity: int) -> tuple[str, float]:
@@ -121,8 +132,9 @@ def _od_run(flat: list[int], capacity: int) -> tuple[str, float]:
 _ENGINE_FNS = {
     "kvern-lru": (lambda s, c: s, _kvern_lru),
     "kvern-curve": (lambda s, c: s, _kvern_curve),
-    "libcachesim-lru": (_lcs_prepare, _lcs_run),
     "ordereddict-lru": (lambda s, c: flattened(s).tolist(), _od_run),
+    **{f"libcachesim-{p}": (_lcs_prepare, lambda path, c, name=name: _lcs_run(path, c, name))
+       for p, name in _LCS_NAMES.items()},
 }
 
 
@@ -137,6 +149,29 @@ def _sim_engine(engine: str) -> tuple[Any, Any]:
         return "tokens", res.total_cached_tokens / res.total_prompt_tokens
 
     return (lambda s, c: s), run
+
+
+def run_replay_process(policy: str, trace_file: Path, capacity: int, repeat: int) -> dict[str, Any]:
+    """``kvern replay`` as a fresh process, ``repeat`` times: best wall and CPU, its own peak RSS."""
+    import tempfile
+
+    walls, cpus, peaks = [], [], []
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "kvern", "replay", str(trace_file), "--policy", policy, "--capacity",
+               str(capacity), "--profile", "ideal", "-q", "--no-charts", "-o", out]
+        subprocess.run(cmd, check=True)  # warm-up: numba's on-disk cache and the OS page cache
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(cmd)
+            _, status, usage = os.wait4(proc.pid, 0)
+            walls.append(time.perf_counter() - t0)
+            assert os.waitstatus_to_exitcode(status) == 0, cmd
+            cpus.append(usage.ru_utime + usage.ru_stime)
+            peaks.append(usage.ru_maxrss * 1024)
+        summary = json.loads((Path(out) / "summary.json").read_text())["summary"][0]
+    return {"engine": f"replay-{policy}", "seconds": min(walls), "cpu_seconds": min(cpus), "repeat": repeat,
+            "capacity": capacity, "hit_kind": "tokens", "hit_share": summary["token_hit_rate"],
+            "peak_rss_added": min(peaks)}
 
 
 def _warm_up(engine: str) -> None:
@@ -172,6 +207,13 @@ def bench(trace: str, engines: list[str], share: float, repeat: int) -> list[dic
     capacity = max(1, round(share * stream.num_unique))
     rows = []
     for engine in engines:
+        if engine.startswith("replay-"):
+            policy = engine.removeprefix("replay-")
+            row = run_replay_process(policy, cached_trace_file(trace), capacity, repeat)
+            row.update(accesses=len(stream.block_ids), unique=stream.num_unique, trace=trace)
+            rows.append(row)
+            print(_fmt(row), file=sys.stderr, flush=True)
+            continue
         cmd = [sys.executable, "-m", "benchmarks.bench_sim", "--child", engine, "--data", str(path),
                "--capacity", str(capacity), "--repeat", str(repeat)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -199,7 +241,9 @@ HEADER = ("| trace | engine | capacity | wall s | CPU s | blocks/s (wall) | bloc
 def main() -> None:
     ap = argparse.ArgumentParser(description="simulator speed against libCacheSim and a naive LRU")
     ap.add_argument("--trace", action="append", choices=list(TRACES), help="repeatable")
-    ap.add_argument("--engine", action="append", help=f"repeatable; default {ENGINES}, sim-<policy>")
+    ap.add_argument("--engine", action="append",
+                    help=f"repeatable; default {ENGINES}; also sim-<policy>, replay-<policy>, "
+                    "libcachesim-<policy>")
     ap.add_argument("--capacity-share", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=3, help="runs per engine; the best is kept")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")

@@ -38,7 +38,8 @@ def hash_trace(name: str) -> HashTrace:
     raise SystemExit(f"unknown trace {name!r}; known: {', '.join(TRACES)}")
 
 
-def to_stream(trace: HashTrace, model: str = "bench") -> BlockStream:
+def to_trace(trace: HashTrace, model: str = "bench") -> Trace:
+    """The hash trace as kvern's canonical trace (what ``kvern ingest`` would produce)."""
     n = trace.num_requests
     keys = pa.ListArray.from_arrays(pa.array(trace.offsets), pa.array(trace.hash_ids.view(np.uint64)))
     table = pa.table({
@@ -52,7 +53,23 @@ def to_stream(trace: HashTrace, model: str = "bench") -> BlockStream:
         "token_ids": pa.nulls(n, pa.list_(pa.int32())),
     })
     meta = TraceMeta(block_size=trace.block_size, source="benchmark", format="hash-ids")
-    return block_streams(Trace(with_meta(table, meta), meta))[model]
+    return Trace(with_meta(table, meta), meta)
+
+
+def to_stream(trace: HashTrace, model: str = "bench") -> BlockStream:
+    return block_streams(to_trace(trace, model))[model]
+
+
+def cached_trace_file(name: str) -> Path:
+    """The named trace as an ingested Parquet file (block ids interned and stored, as ingest does)."""
+    from kvern.ingest.stream import with_block_ids
+    from kvern.ingest.trace import write_trace
+
+    path = SCRATCH / f"{name}.parquet"
+    if not path.exists():
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        write_trace(with_block_ids(to_trace(hash_trace(name))), path)
+    return path
 
 
 _FIELDS = ("req_offsets", "block_ids", "prompt_tokens", "rows", "arrival_s", "parent", "depth",

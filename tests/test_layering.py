@@ -55,6 +55,14 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 t = t.rpartition(".")[0]
             if t.startswith("kvern") and t != name:
                 found.add(t)
+    # Importing a.b.c first runs a/__init__ and a/b/__init__: an import from outside a package
+    # depends on the package's __init__ too (a cycle through it breaks at import time).
+    for t in list(found):
+        parts = t.split(".")
+        for i in range(2, len(parts)):
+            pkg = ".".join(parts[:i])
+            if pkg in known and not (name + ".").startswith(pkg + ".") and pkg != name:
+                found.add(pkg)
     return found
 
 

@@ -74,7 +74,7 @@ def block_streams(trace: Trace) -> dict[str, BlockStream]:
     out: dict[str, BlockStream] = {}
     for model in trace.models():
         rows = np.flatnonzero(codes == names.index(model))
-        sub = table.take(pa.array(rows))
+        sub = table if len(rows) == table.num_rows else table.take(pa.array(rows))  # one model: no copy
         out[model] = _intern(model, trace.meta.block_size, sub, rows)
     return out
 
@@ -92,22 +92,10 @@ def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> Blo
         block_ids, n = intern_keys(flat)
     prompt = sub.column("prompt_tokens").to_numpy().astype(np.int32)
 
-    # Position of each block within its prompt, and its parent (the block before it).
-    req_of = np.repeat(np.arange(len(lengths)), lengths)
-    pos = np.arange(len(block_ids), dtype=np.int64) - offsets[req_of]
-    prev = np.empty_like(block_ids)
-    prev[0:1] = -1
-    prev[1:] = block_ids[:-1]
-    prev[pos == 0] = -1
-    tokens = np.minimum(block_size, prompt[req_of].astype(np.int64) - pos * block_size).astype(np.int32)
-
     parent = np.full(n, -1, dtype=np.int32)
     depth = np.zeros(n, dtype=np.int32)
     block_tokens = np.zeros(n, dtype=np.int32)
-    # Any occurrence of a block gives the same parent/depth (keys are chained); take the last.
-    parent[block_ids] = prev
-    depth[block_ids] = pos.astype(np.int32)
-    block_tokens[block_ids] = tokens
+    _block_shapes(block_ids, offsets, prompt, block_size, parent, depth, block_tokens)
     tok_offsets, tok_ids = _tokens(sub)
     return BlockStream(
         model=model,
@@ -168,6 +156,22 @@ def _stored_ids(sub: pa.Table, num_requests: int) -> tuple[np.ndarray, int] | No
     if ids[0] != 0 or np.any(ids[1:] > running[:-1] + 1):
         return None
     return np.ascontiguousarray(ids), int(running[-1]) + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _block_shapes(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
+                  parent: np.ndarray, depth: np.ndarray, block_tokens: np.ndarray) -> None:
+    """Each unique block's parent (the block before it), position and token count. Any
+    occurrence gives the same answer (keys are chained), so the last one written stands."""
+    for r in range(len(offsets) - 1):
+        prev = -1
+        for j in range(offsets[r], offsets[r + 1]):
+            b = ids[j]
+            pos = j - offsets[r]
+            parent[b] = prev
+            depth[b] = pos
+            block_tokens[b] = min(block_size, prompt[r] - pos * block_size)
+            prev = b
 
 
 def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:

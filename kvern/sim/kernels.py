@@ -18,8 +18,8 @@ import numba
 import numpy as np
 
 from kvern.ingest.stream import BlockStream
+from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy, make_policy
-from kvern.sim.profiles.base import CacheEngine
 
 SIZE, EVICTED = 0, 1
 """The recency list's counters, by name."""

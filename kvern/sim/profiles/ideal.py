@@ -21,11 +21,12 @@ import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
+from kvern.sim.engine import CacheEngine
 from kvern.sim.heap import ID, P1, VERSION
 from kvern.sim.kernels import LRUEngine
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import policy_evicted, policy_touch
-from kvern.sim.profiles.base import CacheEngine, Profile, register
+from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
 # counters of an IdealCache, by name

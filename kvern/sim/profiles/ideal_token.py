@@ -19,8 +19,9 @@ import numpy as np
 
 from kvern.infra.errors import UsageError
 from kvern.ingest.stream import BlockStream
+from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy
-from kvern.sim.profiles.base import CacheEngine, register
+from kvern.sim.profiles.base import register
 from kvern.sim.profiles.ideal import Ideal
 
 

@@ -46,8 +46,9 @@ import numpy as np
 import xxhash
 
 from kvern.ingest.stream import BlockStream
+from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy
-from kvern.sim.profiles.base import CacheEngine, Profile, register
+from kvern.sim.profiles.base import Profile, register
 
 _F = np.float32
 SIMILARITY = 0.1

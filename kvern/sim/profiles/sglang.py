@@ -34,8 +34,9 @@ from heapq import heappop, heappush
 import numpy as np
 
 from kvern.ingest.stream import BlockStream
+from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy
-from kvern.sim.profiles.base import CacheEngine, Profile, register
+from kvern.sim.profiles.base import Profile, register
 
 
 class _Node:
