@@ -47,6 +47,15 @@ class BlockStream:
     """int64[R+1] when every request of this model kept its token ids (tokenized logs), else None."""
     token_ids: np.ndarray | None = None
     """int32[T]: the prompts' token ids, request r at ``token_ids[token_offsets[r]:token_offsets[r+1]]``."""
+    longest_hint: int | None = None
+    """For a stream that grows while engines run on it: a bound on any request's blocks."""
+
+    @property
+    def longest_request(self) -> int:
+        """The most blocks one request holds (engines size their scratch space by it)."""
+        if self.longest_hint is not None:
+            return self.longest_hint
+        return int(np.diff(self.req_offsets).max()) if self.num_requests else 0
 
     def tokens_of(self, r: int) -> np.ndarray:
         assert self.token_ids is not None and self.token_offsets is not None, "stream has no token ids"

@@ -1,4 +1,4 @@
-"""A block stream's arrays in the form the compiled engines read them."""
+"""A block stream's arrays in the form the compiled engines read them: the stream's own."""
 
 from __future__ import annotations
 
@@ -10,22 +10,28 @@ from kvern.ingest.stream import BlockStream
 
 
 class Prompts(NamedTuple):
-    """One numba argument instead of six: the requests' blocks and the blocks' shape."""
+    """One numba argument instead of six: the requests' blocks and the blocks' shape.
+
+    The arrays are the stream's own (no copies): the kernels read int32 ids in place, and a
+    stream that grows while an engine runs on it (``kvern.sim.online``) is seen as it grows.
+    """
 
     offsets: np.ndarray
     """int64[R+1]: request r holds ``ids[offsets[r]:offsets[r+1]]``."""
     ids: np.ndarray
-    """int64[N]: interned block ids in prompt order."""
+    """int32[N]: interned block ids in prompt order."""
     prompt_tokens: np.ndarray
-    """int64[R]"""
+    """int32[R]"""
     parent: np.ndarray
-    """int64[U]: parent block of each unique block, -1 for a first block."""
-    neg_depth: np.ndarray
-    """int64[U]: minus the block's position in its prompt (the heap's tie-break: deeper first)."""
+    """int32[U]: parent block of each unique block, -1 for a first block."""
+    depth: np.ndarray
+    """int32[U]: the block's position in its prompt (the heap's tie-break: deeper first)."""
     block_size: int
 
 
 def prompts_of(stream: BlockStream) -> Prompts:
     return Prompts(np.ascontiguousarray(stream.req_offsets, dtype=np.int64),
-                   stream.block_ids.astype(np.int64), stream.prompt_tokens.astype(np.int64),
-                   stream.parent.astype(np.int64), -stream.depth.astype(np.int64), int(stream.block_size))
+                   np.ascontiguousarray(stream.block_ids, dtype=np.int32),
+                   np.ascontiguousarray(stream.prompt_tokens, dtype=np.int32),
+                   np.ascontiguousarray(stream.parent, dtype=np.int32),
+                   np.ascontiguousarray(stream.depth, dtype=np.int32), int(stream.block_size))

@@ -83,7 +83,7 @@ class IdealHeap(CacheEngine):
         super().__init__(stream, policy, capacity_blocks)
         self.profile = profile
         u = stream.num_unique
-        longest = int(np.diff(stream.req_offsets).max()) if stream.num_requests else 0
+        longest = stream.longest_request
         self.state = policy.state(PolicyContext(stream, u))
         self.prompts = prompts_of(stream)
         self.cache = IdealCache(np.zeros(u, np.uint8), np.zeros(u, np.int32), np.zeros(u, np.int64),
@@ -135,12 +135,12 @@ def _compact(c, round_):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _push_leaf(c, b, neg_depth):  # type: ignore[no-untyped-def]
+def _push_leaf(c, b, depth):  # type: ignore[no-untyped-def]
     if c.counters[HEAP_LEN] == c.heap.shape[0]:
         c.counters[ROUNDS] += 1
         _compact(c, c.counters[ROUNDS])
     c.counters[HEAP_LEN] = heap.push(c.heap, c.counters[HEAP_LEN], c.priority[b, 0], c.priority[b, 1],
-                                     neg_depth[b], b, c.version[b])
+                                     -depth[b], b, c.version[b])
 
 
 @numba.njit(cache=True)
@@ -166,7 +166,7 @@ def _serve(requests, code, state, p, cap, c, cached):  # type: ignore[no-untyped
             c.priority[b, 1] = p2
             c.version[b] += 1
             if c.children[b] == 0:
-                _push_leaf(c, b, p.neg_depth)
+                _push_leaf(c, b, p.depth)
         while c.counters[SIZE] > cap:
             assert c.counters[HEAP_LEN] > 0, "no evictable leaf although the cache is over capacity"
             b = int(c.heap[0, ID])
@@ -184,4 +184,4 @@ def _serve(requests, code, state, p, cap, c, cached):  # type: ignore[no-untyped
             if parent >= 0:
                 c.children[parent] -= 1
                 if c.children[parent] == 0:
-                    _push_leaf(c, parent, p.neg_depth)
+                    _push_leaf(c, parent, p.depth)

@@ -101,7 +101,7 @@ class Copies(NamedTuple):
 
 def _copies(stream: BlockStream, cap: int) -> Copies:
     u = stream.num_unique
-    longest = int(np.diff(stream.req_offsets).max()) if stream.num_requests else 1
+    longest = stream.longest_request
     return Copies(np.full(cap, -1, np.int64), np.full(u, -1, np.int64), np.full(u, -1, np.int64),
                   np.zeros(u, np.int32), np.full(cap, -1, np.int64), np.full(cap, -1, np.int64),
                   np.zeros(max(longest, 1), np.int64))
@@ -321,12 +321,12 @@ def _compact(c, f, round_):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def _push(s, key, c, f, neg_depth):  # type: ignore[no-untyped-def]
+def _push(s, key, c, f, depth):  # type: ignore[no-untyped-def]
     if f.counters[HEAP_LEN] == f.heap.shape[0]:
         f.counters[ROUNDS] += 1
         _compact(c, f, f.counters[ROUNDS])
     f.counters[HEAP_LEN] = heap.push(f.heap, f.counters[HEAP_LEN], f.priority[s, 0], f.priority[s, 1],
-                                     neg_depth[key], s, f.version[s])
+                                     -depth[key], s, f.version[s])
 
 
 @numba.njit(cache=True)
@@ -376,7 +376,7 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                     x = c.first[pk]
                     while x >= 0:
                         if f.is_free[x]:
-                            _push(x, pk, c, f, p.neg_depth)
+                            _push(x, pk, c, f, p.depth)
                         x = c.next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
@@ -389,7 +389,7 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             if c.count[key] == 2:  # the older copy may go now
                 x = c.first[key]
                 if f.is_free[x]:
-                    _push(x, key, c, f, p.neg_depth)
+                    _push(x, key, c, f, p.depth)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
@@ -404,4 +404,4 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             f.is_free[s] = 1
             f.version[s] += 1
             if c.count[key] > 1 or f.child_keys[key] == 0:
-                _push(s, key, c, f, p.neg_depth)
+                _push(s, key, c, f, p.depth)
