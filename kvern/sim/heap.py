@@ -22,6 +22,11 @@ def new_heap(bound: int) -> np.ndarray:
     return np.zeros((2 * max(int(bound), 1) + 1024, ROW), dtype=np.float64)
 
 
+def new_heaps(queues: int, bound: int) -> np.ndarray:
+    """``queues`` heaps of ``new_heap(bound)`` rows each, as one float64[queues, H, 5] array."""
+    return np.zeros((int(queues), *new_heap(bound).shape), dtype=np.float64)
+
+
 @numba.njit(cache=True, inline="always")
 def _less(h, i, j):  # type: ignore[no-untyped-def]
     for c in range(VERSION):  # the order: every column but the version

@@ -79,7 +79,8 @@ def test_unknown_parameter_fails_listing_the_valid_ones() -> None:
     with pytest.raises(UsageError, match="unknown policy 'lrfu'"):
         parse_policy_list("lru,lrfu")
     assert parse_policy_list("lru, lfu,lru") == ["lru", "lfu"]
-    assert set(POLICIES) == {"lru", "fifo", "lfu", "cost", "belady"}
+    assert set(POLICIES) == {"lru", "fifo", "lfu", "cost", "belady", "s3fifo", "arc", "sieve", "gdsf", "mru",
+                             "slru", "followup"}
 
 
 def test_params_become_part_of_the_display_name() -> None:
@@ -97,8 +98,8 @@ def test_the_dispatch_table_gives_each_policy_its_priorities() -> None:
     def bound(name: str, params: dict | None = None):  # type: ignore[no-untyped-def]
         policy = make_policy(name, params)
         state = policy.state(PolicyContext(stream, stream.num_unique))
-        return (lambda *a: policy_touch(policy.code, state, *a)), (lambda p1: policy_evicted(policy.code,
-                                                                                              state, p1))
+        return (lambda *a: policy_touch(policy.code, state, *a)), (
+            lambda p1: policy_evicted(policy.code, state, 0, 0, p1))
 
     touch, _ = bound("lfu")
     assert touch(0, 0, 0, 0, True) == (1.0, 0.0)

@@ -12,14 +12,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvern.infra.errors import UsageError
+from kvern.sim.policies.arc import ARC
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState, Priority
 from kvern.sim.policies.belady import Belady
 from kvern.sim.policies.cost import Cost
 from kvern.sim.policies.fifo import FIFO
+from kvern.sim.policies.followup import Followup
+from kvern.sim.policies.gdsf import GDSF
 from kvern.sim.policies.lfu import LFU
 from kvern.sim.policies.lru import LRU
+from kvern.sim.policies.mru import MRU
+from kvern.sim.policies.s3fifo import S3FIFO
+from kvern.sim.policies.sieve import Sieve
+from kvern.sim.policies.slru import SLRU
 
-POLICIES: dict[str, type[Policy]] = {p.name: p for p in (LRU, FIFO, LFU, Cost, Belady)}
+POLICIES: dict[str, type[Policy]] = {
+    p.name: p for p in (LRU, FIFO, LFU, Cost, S3FIFO, ARC, Sieve, GDSF, MRU, SLRU, Followup, Belady)}
 
 
 def make_policy(name: str, params: Mapping[str, Any] | None = None,

@@ -17,8 +17,23 @@ compiled (numba) and a policy is still one small file:
   0-based). ``entry`` is the engine's id (an interned block for ``ideal``, a physical slot for
   ``vllm``), ``block`` the interned block it holds, ``occ`` the index of this access in
   ``stream.block_ids``, ``new`` says the entry entered the cache at this request.
-* ``evicted(state, p1)`` is called after an entry left the cache with priority ``p1`` (greedy-dual
-  ages on it); entries that merely change hands are not evictions.
+* ``evicted(state, entry, block, p1)`` is called after an entry left the cache with priority
+  ``p1`` (greedy-dual ages on it, S3-FIFO and ARC remember the block in a ghost queue); entries
+  that merely change hands are not evictions.
+
+Queue policies (S3-FIFO, ARC, SIEVE, SLRU) change their order at eviction time, which a priority
+fixed at touch time cannot say. Three optional hooks cover them without the engine knowing any
+policy:
+
+* ``on_pop(state, entry, block, t, p1, p2) -> (keep, p1, p2)``: the heap's top is a current
+  evictable leaf about to go; ``keep`` puts it back with the new priority instead (a re-insertion,
+  a cleared bit, a move between queues). A policy must eventually say no (bits run out).
+* ``queue_of(state, entry) -> 0 | 1`` and ``pick(state) -> 0 | 1``: with ``queues = 2`` the
+  engine keeps one heap per queue (each still ordered by ``(priority, -depth, entry)``), and
+  ``pick`` names the one to evict from next; an empty one falls back to the other.
+* ``evict_first = True``: the request's newly inserted entries are touched only after its
+  evictions (libCacheSim's order: evict, then insert), unless nothing else is left to evict.
+  On a flat stream this makes a policy evict exactly what libCacheSim's does.
 
 ``PolicyState`` holds the arrays, by what they are indexed with; ``Policy.state(ctx)`` builds
 them. Priorities never change between touches: that is what lets the engine keep a lazy heap.
@@ -51,6 +66,8 @@ class PolicyContext:
     stream: BlockStream
     num_entries: int
     """Size of the per-entry state arrays (unique blocks, or the pool's slots)."""
+    capacity: int = 0
+    """The cache's capacity in blocks (queue policies size their queues from it; 0 = unknown)."""
 
 
 class PolicyState(NamedTuple):
@@ -65,12 +82,24 @@ class PolicyState(NamedTuple):
     access_i: np.ndarray
     """int64[N] (or [1]): per-access constants, indexed by position in ``stream.block_ids``."""
     scalars: np.ndarray
-    """float64[4]: parameters and running values."""
+    """float64[16]: parameters and running values."""
+    entry_m: np.ndarray
+    """int64[E, 2] (or [1, 2]): more per-entry ints (a queue, a bit, a round)."""
+    block_i: np.ndarray
+    """int64[U] (or [1]): per-block ints (a ghost queue's position)."""
+    log_i: np.ndarray
+    """int64[2, L] (or [2, 1]): two FIFO logs (ghost queues), ``log_ctr`` their head/tail/count."""
+    log_ctr: np.ndarray
+    """int64[2, 3]"""
+    table: np.ndarray
+    """float64[K] (or [1]): learned tables and per-request facts (``followup``)."""
 
     @classmethod
     def empty(cls, num_entries: int) -> PolicyState:
         return cls(np.zeros(num_entries), np.zeros(num_entries, dtype=np.int64), np.zeros(1),
-                   np.zeros(1, dtype=np.int64), np.zeros(4))
+                   np.zeros(1, dtype=np.int64), np.zeros(16), np.zeros((1, 2), dtype=np.int64),
+                   np.zeros(1, dtype=np.int64), np.zeros((2, 1), dtype=np.int64),
+                   np.zeros((2, 3), dtype=np.int64), np.zeros(1))
 
 
 class Policy(ABC):
@@ -81,6 +110,10 @@ class Policy(ABC):
     defaults: ClassVar[Mapping[str, Any]] = {}
     offline: ClassVar[bool] = False
     """True for policies that read the future (Belady): a reference, not a deployable choice."""
+    queues: ClassVar[int] = 1
+    """Heaps the engine keeps for this policy (2: ``queue_of``/``pick`` choose among them)."""
+    evict_first: ClassVar[bool] = False
+    """Touch the request's new entries after its evictions (libCacheSim's evict-then-insert)."""
 
     def __init__(self, params: Mapping[str, Any] | None = None,
                  run_defaults: Mapping[str, Any] | None = None) -> None:

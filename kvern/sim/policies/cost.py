@@ -40,7 +40,7 @@ def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, inline="always")
-def evicted(s, p1):  # type: ignore[no-untyped-def]
+def evicted(s, entry, block, p1):  # type: ignore[no-untyped-def]
     s.scalars[0] = p1
 
 

@@ -1,14 +1,15 @@
-"""The compiled dispatch table: policy code -> its ``touch``/``evicted`` (one row per policy file).
+"""The compiled dispatch table: policy code -> its hooks (one row per policy file).
 
-The engines call ``policy_touch(code, …)`` in their compiled loops; numba inlines each
-policy's function here. To add a policy: give it the next ``code`` and add its row.
+The engines call ``policy_touch(code, …)`` and the optional hooks below in their compiled loops;
+numba inlines each policy's function here. To add a policy: give it the next ``code`` and add its
+row to every hook it implements (a policy without a hook gets the default in the last line).
 """
 
 from __future__ import annotations
 
 import numba
 
-from kvern.sim.policies import belady, cost, fifo, lfu, lru
+from kvern.sim.policies import arc, belady, cost, fifo, followup, gdsf, lfu, lru, mru, s3fifo, sieve, slru
 
 
 @numba.njit(cache=True)
@@ -21,10 +22,71 @@ def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-unt
         return lfu.touch(state, entry, block, t, occ, new)
     if code == 3:
         return cost.touch(state, entry, block, t, occ, new)
+    if code == 5:
+        return s3fifo.touch(state, entry, block, t, occ, new)
+    if code == 6:
+        return arc.touch(state, entry, block, t, occ, new)
+    if code == 7:
+        return sieve.touch(state, entry, block, t, occ, new)
+    if code == 8:
+        return gdsf.touch(state, entry, block, t, occ, new)
+    if code == 9:
+        return mru.touch(state, entry, block, t, occ, new)
+    if code == 10:
+        return slru.touch(state, entry, block, t, occ, new)
+    if code == 11:
+        return followup.touch(state, entry, block, t, occ, new)
     return belady.touch(state, entry, block, t, occ, new)
 
 
 @numba.njit(cache=True)
-def policy_evicted(code, state, p1):  # type: ignore[no-untyped-def]
+def policy_evicted(code, state, entry, block, p1):  # type: ignore[no-untyped-def]
     if code == 3:
-        cost.evicted(state, p1)
+        cost.evicted(state, entry, block, p1)
+    elif code == 5:
+        s3fifo.evicted(state, entry, block, p1)
+    elif code == 6:
+        arc.evicted(state, entry, block, p1)
+    elif code == 7:
+        sieve.evicted(state, entry, block, p1)
+    elif code == 8:
+        gdsf.evicted(state, entry, block, p1)
+    elif code == 10:
+        slru.evicted(state, entry, block, p1)
+    elif code == 11:
+        followup.evicted(state, entry, block, p1)
+
+
+@numba.njit(cache=True)
+def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
+    if code == 5:
+        return s3fifo.on_pop(state, entry, block, t, p1, p2)
+    if code == 6:
+        return arc.on_pop(state, entry, block, t, p1, p2)
+    if code == 7:
+        return sieve.on_pop(state, entry, block, t, p1, p2)
+    if code == 10:
+        return slru.on_pop(state, entry, block, t, p1, p2)
+    return False, p1, p2
+
+
+@numba.njit(cache=True)
+def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
+    if code == 5:
+        return s3fifo.queue_of(state, entry)
+    if code == 6:
+        return arc.queue_of(state, entry)
+    if code == 10:
+        return slru.queue_of(state, entry)
+    return 0
+
+
+@numba.njit(cache=True)
+def policy_pick(code, state):  # type: ignore[no-untyped-def]
+    if code == 5:
+        return s3fifo.pick(state)
+    if code == 6:
+        return arc.pick(state)
+    if code == 10:
+        return slru.pick(state)
+    return 0

@@ -22,15 +22,15 @@ import numpy as np
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
 from kvern.sim.engine import CacheEngine
-from kvern.sim.heap import ID, P1, VERSION
+from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.kernels import LRUEngine
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_touch
+from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of an IdealCache, by name
-HEAP_LEN, SIZE, EVICTED, ROUNDS = range(4)
+# counters of an IdealCache, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's)
+HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1 = range(5)
 
 
 @register
@@ -71,9 +71,9 @@ class IdealCache(NamedTuple):
     priority: np.ndarray
     """float64[U, 2]: the policy's priority from the block's last touch."""
     heap: np.ndarray
-    """float64[H, 5]: the evictable leaves (``kvern.sim.heap``)."""
+    """float64[Q, H, 5]: the evictable leaves (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[4]: HEAP_LEN, SIZE, EVICTED, ROUNDS."""
+    """int64[5]: HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1."""
 
 
 class IdealHeap(CacheEngine):
@@ -84,15 +84,16 @@ class IdealHeap(CacheEngine):
         self.profile = profile
         u = stream.num_unique
         longest = stream.longest_request
-        self.state = policy.state(PolicyContext(stream, u))
+        self.state = policy.state(PolicyContext(stream, u, self.capacity_blocks))
         self.prompts = prompts_of(stream)
         self.cache = IdealCache(np.zeros(u, np.uint8), np.zeros(u, np.int32), np.zeros(u, np.int64),
                                 np.zeros(u, np.int64), np.zeros((u, 2), np.float64),
-                                heap.new_heap(min(u, self.capacity_blocks + longest)), np.zeros(4, np.int64))
+                                heap.new_heaps(policy.queues, min(u, self.capacity_blocks + longest)),
+                                np.zeros(5, np.int64))
 
     def serve(self, requests: np.ndarray) -> None:
-        _serve(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.cache,
-               self.cached_tokens)
+        _serve(requests, self.policy.code, self.policy.evict_first, self.state, self.prompts,
+               self.capacity_blocks, self.cache, self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:
         return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.cache.in_cache))
@@ -117,12 +118,17 @@ def _leading(blocks, present):  # type: ignore[no-untyped-def]
     return k
 
 
+@numba.njit(cache=True, inline="always")
+def _len_at(q):  # type: ignore[no-untyped-def]
+    return HEAP_LEN if q == 0 else HEAP_LEN1
+
+
 @numba.njit(cache=True)
-def _compact(c, round_):  # type: ignore[no-untyped-def]
+def _compact(c, q, round_):  # type: ignore[no-untyped-def]
     """Keep one row per currently evictable leaf whose row is current; re-heapify."""
-    h = c.heap
+    h = c.heap[q]
     m = 0
-    for i in range(c.counters[HEAP_LEN]):
+    for i in range(c.counters[_len_at(q)]):
         b = int(h[i, ID])
         if (h[i, VERSION] == c.version[b] and c.in_cache[b] and c.children[b] == 0
                 and c.stamp[b] != round_):
@@ -131,20 +137,50 @@ def _compact(c, round_):  # type: ignore[no-untyped-def]
                 h[m, col] = h[i, col]
             m += 1
     heap.heapify(h, m)
-    c.counters[HEAP_LEN] = m
+    c.counters[_len_at(q)] = m
 
 
 @numba.njit(cache=True)
-def _push_leaf(c, b, depth):  # type: ignore[no-untyped-def]
-    if c.counters[HEAP_LEN] == c.heap.shape[0]:
+def _push_leaf(code, state, c, b, depth):  # type: ignore[no-untyped-def]
+    q = policy_queue(code, state, b)
+    at = _len_at(q)
+    if c.counters[at] == c.heap.shape[1]:
         c.counters[ROUNDS] += 1
-        _compact(c, c.counters[ROUNDS])
-    c.counters[HEAP_LEN] = heap.push(c.heap, c.counters[HEAP_LEN], c.priority[b, 0], c.priority[b, 1],
-                                     -depth[b], b, c.version[b])
+        _compact(c, q, c.counters[ROUNDS])
+    c.counters[at] = heap.push(c.heap[q], c.counters[at], c.priority[b, 0], c.priority[b, 1],
+                               -depth[b], b, c.version[b])
+
+
+@numba.njit(cache=True, inline="always")
+def _current(c, h, i):  # type: ignore[no-untyped-def]
+    b = int(h[i, ID])
+    return h[i, VERSION] == c.version[b] and c.children[b] == 0 and c.in_cache[b] != 0
 
 
 @numba.njit(cache=True)
-def _serve(requests, code, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
+def _valid_top(c, q):  # type: ignore[no-untyped-def]
+    """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
+    at = _len_at(q)
+    h = c.heap[q]
+    while c.counters[at] > 0 and not _current(c, h, 0):
+        c.counters[at] = heap.pop(h, c.counters[at])
+    return c.counters[at] > 0
+
+
+@numba.njit(cache=True)
+def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
+    b = p.ids[lo + j]
+    p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
+    c.priority[b, 0] = p1
+    c.priority[b, 1] = p2
+    c.version[b] += 1
+    if c.children[b] == 0:
+        _push_leaf(code, state, c, b, p.depth)
+
+
+@numba.njit(cache=True)
+def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
+    nq = c.heap.shape[0]
     for r in requests:
         lo, hi = p.offsets[r], p.offsets[r + 1]
         n = hi - lo
@@ -159,29 +195,44 @@ def _serve(requests, code, state, p, cap, c, cached):  # type: ignore[no-untyped
             c.counters[SIZE] += 1
             if p.parent[b] >= 0:
                 c.children[p.parent[b]] += 1
-        for j in range(m - 1, -1, -1):  # touch tail -> head
-            b = p.ids[lo + j]
-            p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
-            c.priority[b, 0] = p1
-            c.priority[b, 1] = p2
-            c.version[b] += 1
-            if c.children[b] == 0:
-                _push_leaf(c, b, p.depth)
+        # touch tail -> head; an evict-first policy sees its misses only after the evictions
+        # (libCacheSim's order: evict, then insert), unless nothing else is left to evict
+        deferred = evict_first and m > k
+        for j in range(m - 1, -1, -1):
+            if not (deferred and j >= k):
+                _touch(code, state, p, c, r, lo, j, k)
         while c.counters[SIZE] > cap:
-            assert c.counters[HEAP_LEN] > 0, "no evictable leaf although the cache is over capacity"
-            b = int(c.heap[0, ID])
-            v = c.heap[0, VERSION]
-            p1 = c.heap[0, P1]
-            c.counters[HEAP_LEN] = heap.pop(c.heap, c.counters[HEAP_LEN])
-            if v != c.version[b] or c.children[b] != 0 or c.in_cache[b] == 0:
-                continue  # stale: touched since, or no longer a leaf
+            q = policy_pick(code, state) if nq > 1 else 0
+            if not _valid_top(c, q):
+                q = 1 - q if nq > 1 else q
+                if not _valid_top(c, q):
+                    assert deferred, "no evictable leaf although the cache is over capacity"
+                    deferred = False
+                    for j in range(m - 1, k - 1, -1):
+                        _touch(code, state, p, c, r, lo, j, k)
+                    continue
+            h = c.heap[q]
+            b = int(h[0, ID])
+            p1 = h[0, P1]
+            p2 = h[0, P2]
+            c.counters[_len_at(q)] = heap.pop(h, c.counters[_len_at(q)])
+            keep, n1, n2 = policy_on_pop(code, state, b, b, r, p1, p2)
+            if keep:  # the policy moved it (re-insertion, a cleared bit): back in with its new priority
+                c.priority[b, 0] = n1
+                c.priority[b, 1] = n2
+                c.version[b] += 1
+                _push_leaf(code, state, c, b, p.depth)
+                continue
             c.in_cache[b] = 0
             c.counters[SIZE] -= 1
             c.counters[EVICTED] += 1
             c.version[b] += 1
-            policy_evicted(code, state, p1)
+            policy_evicted(code, state, b, b, p1)
             parent = p.parent[b]
             if parent >= 0:
                 c.children[parent] -= 1
                 if c.children[parent] == 0:
-                    _push_leaf(c, parent, p.depth)
+                    _push_leaf(code, state, c, parent, p.depth)
+        if deferred:
+            for j in range(m - 1, k - 1, -1):
+                _touch(code, state, p, c, r, lo, j, k)

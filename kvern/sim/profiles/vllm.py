@@ -56,14 +56,14 @@ import numpy as np
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
 from kvern.sim.engine import CacheEngine
-from kvern.sim.heap import ID, P1, VERSION
+from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_touch
+from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of the policy-generic engine, by name
-HEAP_LEN, FRESH, EVICTED, ROUNDS = range(4)
+# counters of the policy-generic engine, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's)
+HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1 = range(5)
 
 
 @register
@@ -176,9 +176,9 @@ class Candidates(NamedTuple):
     priority: np.ndarray
     """float64[C, 2]"""
     heap: np.ndarray
-    """float64[H, 5]: the evictable free cached slots (``kvern.sim.heap``)."""
+    """float64[Q, H, 5]: the evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[4]: HEAP_LEN, FRESH, EVICTED, ROUNDS."""
+    """int64[5]: HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1."""
 
 
 class VllmHeap(_VllmEngine):
@@ -187,12 +187,12 @@ class VllmHeap(_VllmEngine):
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
         super().__init__(stream, policy, capacity_blocks)
         cap = self.capacity_blocks
-        self.state = policy.state(PolicyContext(stream, cap))
+        self.state = policy.state(PolicyContext(stream, cap, cap))
         self.copies = _copies(stream, cap)
         self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
                                np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int64),
-                               np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64), heap.new_heap(cap),
-                               np.array([0, cap, 0, 0], np.int64))
+                               np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64),
+                               heap.new_heaps(policy.queues, cap), np.array([0, cap, 0, 0, 0], np.int64))
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
@@ -305,11 +305,16 @@ def _evictable(s, c, f):  # type: ignore[no-untyped-def]
     return f.is_free[s] == 1 and key >= 0 and (c.count[key] > 1 or f.child_keys[key] == 0)
 
 
+@numba.njit(cache=True, inline="always")
+def _len_at(q):  # type: ignore[no-untyped-def]
+    return HEAP_LEN if q == 0 else HEAP_LEN1
+
+
 @numba.njit(cache=True)
-def _compact(c, f, round_):  # type: ignore[no-untyped-def]
-    h = f.heap
+def _compact(c, f, q, round_):  # type: ignore[no-untyped-def]
+    h = f.heap[q]
     m = 0
-    for i in range(f.counters[HEAP_LEN]):
+    for i in range(f.counters[_len_at(q)]):
         s = int(h[i, ID])
         if h[i, VERSION] == f.version[s] and f.stamp[s] != round_ and _evictable(s, c, f):
             f.stamp[s] = round_
@@ -317,16 +322,54 @@ def _compact(c, f, round_):  # type: ignore[no-untyped-def]
                 h[m, col] = h[i, col]
             m += 1
     heap.heapify(h, m)
-    f.counters[HEAP_LEN] = m
+    f.counters[_len_at(q)] = m
 
 
 @numba.njit(cache=True)
-def _push(s, key, c, f, depth):  # type: ignore[no-untyped-def]
-    if f.counters[HEAP_LEN] == f.heap.shape[0]:
+def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
+    q = policy_queue(code, state, s)
+    at = _len_at(q)
+    if f.counters[at] == f.heap.shape[1]:
         f.counters[ROUNDS] += 1
-        _compact(c, f, f.counters[ROUNDS])
-    f.counters[HEAP_LEN] = heap.push(f.heap, f.counters[HEAP_LEN], f.priority[s, 0], f.priority[s, 1],
-                                     -depth[key], s, f.version[s])
+        _compact(c, f, q, f.counters[ROUNDS])
+    f.counters[at] = heap.push(f.heap[q], f.counters[at], f.priority[s, 0], f.priority[s, 1],
+                               -depth[key], s, f.version[s])
+
+
+@numba.njit(cache=True)
+def _valid_top(c, f, q):  # type: ignore[no-untyped-def]
+    """Drop queue q's stale top rows; True when a current evictable slot is left on top."""
+    at = _len_at(q)
+    h = f.heap[q]
+    while f.counters[at] > 0:
+        s = int(h[0, ID])
+        if h[0, VERSION] == f.version[s] and _evictable(s, c, f):
+            return True
+        f.counters[at] = heap.pop(h, f.counters[at])
+    return False
+
+
+@numba.njit(cache=True)
+def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
+    """The policy's next victim among the free cached slots (``on_pop`` may put tops back)."""
+    nq = f.heap.shape[0]
+    while True:
+        q = policy_pick(code, state) if nq > 1 else 0
+        if not _valid_top(c, f, q):
+            q = 1 - q if nq > 1 else q
+            assert _valid_top(c, f, q), "no evictable block although the request fits the pool"
+        h = f.heap[q]
+        s = int(h[0, ID])
+        p1 = h[0, P1]
+        p2 = h[0, P2]
+        f.counters[_len_at(q)] = heap.pop(h, f.counters[_len_at(q)])
+        keep, n1, n2 = policy_on_pop(code, state, s, c.slot_key[s], r, p1, p2)
+        if not keep:
+            return s, p1
+        f.priority[s, 0] = n1
+        f.priority[s, 1] = n2
+        f.version[s] += 1
+        _push(code, state, s, c.slot_key[s], c, f, depth)
 
 
 @numba.njit(cache=True)
@@ -356,19 +399,12 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                 f.counters[FRESH] -= 1
                 held[j] = f.fresh[f.counters[FRESH]]
                 continue
-            while True:
-                assert f.counters[HEAP_LEN] > 0, "no evictable block although the request fits the pool"
-                s = int(f.heap[0, ID])
-                v = f.heap[0, VERSION]
-                p1 = f.heap[0, P1]
-                f.counters[HEAP_LEN] = heap.pop(f.heap, f.counters[HEAP_LEN])
-                if v == f.version[s] and _evictable(s, c, f):
-                    break
+            s, p1 = _victim(code, state, r, c, f, p.depth)
             key = _drop_copy(s, c)
             f.is_free[s] = 0
             f.version[s] += 1
             f.counters[EVICTED] += 1
-            policy_evicted(code, state, p1)
+            policy_evicted(code, state, s, key, p1)
             if c.count[key] == 0 and p.parent[key] >= 0:
                 pk = p.parent[key]
                 f.child_keys[pk] -= 1
@@ -376,7 +412,7 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                     x = c.first[pk]
                     while x >= 0:
                         if f.is_free[x]:
-                            _push(x, pk, c, f, p.depth)
+                            _push(code, state, x, pk, c, f, p.depth)
                         x = c.next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
@@ -389,7 +425,7 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             if c.count[key] == 2:  # the older copy may go now
                 x = c.first[key]
                 if f.is_free[x]:
-                    _push(x, key, c, f, p.depth)
+                    _push(code, state, x, key, c, f, p.depth)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
@@ -404,4 +440,4 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             f.is_free[s] = 1
             f.version[s] += 1
             if c.count[key] > 1 or f.child_keys[key] == 0:
-                _push(s, key, c, f, p.depth)
+                _push(code, state, s, key, c, f, p.depth)

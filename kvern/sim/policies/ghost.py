@@ -1,0 +1,57 @@
+"""Ghost queues: FIFOs of evicted block ids (S3-FIFO's ghost, ARC's B1/B2), bounded by a count.
+
+Kept in ``PolicyState.log_i[g]`` (an append-only log as long as the stream's block accesses,
+so it never wraps) with ``log_ctr[g] = (head, tail, count)``, and ``block_i[b]`` =
+``2 × position + g`` of block b in ghost g, or -1 (a block is in at most one ghost). A removed
+block leaves a dead slot behind; trimming skips it.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+HEAD, TAIL, COUNT = range(3)
+
+
+def fresh(num_blocks: int, log_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``block_i``, ``log_i`` and ``log_ctr`` for two empty ghosts."""
+    return (np.full(num_blocks, -1, np.int64), np.full((2, max(log_len, 1)), -1, np.int64),
+            np.zeros((2, 3), np.int64))
+
+
+@numba.njit(cache=True, inline="always")
+def member(s, g, block):  # type: ignore[no-untyped-def]
+    v = s.block_i[block]
+    return v >= 0 and v % 2 == g
+
+
+@numba.njit(cache=True, inline="always")
+def remove(s, g, block):  # type: ignore[no-untyped-def]
+    s.block_i[block] = -1
+    s.log_ctr[g, COUNT] -= 1
+
+
+@numba.njit(cache=True)
+def trim(s, g, bound):  # type: ignore[no-untyped-def]
+    """Drop the oldest members of ghost g until it holds at most ``bound``."""
+    while s.log_ctr[g, COUNT] > bound:
+        pos = s.log_ctr[g, HEAD]
+        b = s.log_i[g, pos]
+        if s.block_i[b] == 2 * pos + g:
+            s.block_i[b] = -1
+            s.log_ctr[g, COUNT] -= 1
+        s.log_ctr[g, HEAD] = pos + 1
+
+
+@numba.njit(cache=True)
+def insert(s, g, block, bound):  # type: ignore[no-untyped-def]
+    """Append ``block`` to ghost g (a FIFO cache of ``bound`` entries: room is made first)."""
+    if bound <= 0:
+        return
+    trim(s, g, bound - 1)
+    pos = s.log_ctr[g, TAIL]
+    s.log_i[g, pos] = block
+    s.block_i[block] = 2 * pos + g
+    s.log_ctr[g, TAIL] = pos + 1
+    s.log_ctr[g, COUNT] += 1

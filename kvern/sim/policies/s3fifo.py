@@ -1,0 +1,119 @@
+"""S3-FIFO (Yang et al., SOSP 2023): small FIFO, main FIFO with re-insertion, ghost (docs/architecture.md §4).
+
+As libCacheSim's ``S3FIFO.c`` with its defaults (small 10 % of the capacity, ghost 90 %, move to
+main at 2 hits): a new block enters the small queue, or the main queue if the ghost remembers it
+(or, before the first eviction, once the small queue is full). Evicting from the small queue (when
+the main queue is within its size and the small one is not empty) moves a block hit twice or more
+to the main queue and drops the others into the ghost; evicting from the main queue re-inserts a
+block hit since it entered (its 2-bit count minus one) and drops the others.
+
+Each queue is one of the engine's two heaps, ordered by entry into the queue; ``on_pop`` does the
+moves and ``pick`` chooses the queue, sticking to it until something is evicted (libCacheSim's
+inner loops). Prefix-closed variant: a queue's oldest entry that is not a leaf waits (the next leaf
+of that queue goes first), and an empty-of-leaves queue yields to the other. New blocks join after
+their request's evictions (``evict_first``). libCacheSim refuses to cache anything when the small
+queue holds less than two objects (capacity < 20); here the small queue is at least one block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numba
+import numpy as np
+
+import kvern.sim.policies.ghost as ghost
+from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
+
+QUEUE, FREQ = 0, 1
+SMALL, MAIN = 0, 1
+# scalars
+SEQ, N_SMALL, N_MAIN, EVICTED_ONCE, SMALL_SIZE, MAIN_SIZE, GHOST_SIZE, MODE, THRESHOLD = range(9)
+
+
+@numba.njit(cache=True, inline="always")
+def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
+    if new:
+        if ghost.member(s, 0, block):
+            ghost.remove(s, 0, block)
+            q = MAIN
+        elif s.scalars[EVICTED_ONCE] == 0.0 and s.scalars[N_SMALL] >= s.scalars[SMALL_SIZE]:
+            q = MAIN
+        else:
+            q = SMALL
+        s.entry_m[entry, QUEUE] = q
+        s.entry_m[entry, FREQ] = 0
+        s.scalars[N_SMALL + q] += 1.0
+        s.entry_i[entry] = int(s.scalars[SEQ])
+        s.scalars[SEQ] += 1.0
+    else:
+        s.entry_m[entry, FREQ] += 1
+    return float(s.entry_i[entry]), 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def queue_of(s, entry):  # type: ignore[no-untyped-def]
+    return s.entry_m[entry, QUEUE]
+
+
+@numba.njit(cache=True, inline="always")
+def pick(s):  # type: ignore[no-untyped-def]
+    s.scalars[EVICTED_ONCE] = 1.0
+    if s.scalars[MODE] < 0.0:
+        over = s.scalars[N_MAIN] > s.scalars[MAIN_SIZE] or s.scalars[N_SMALL] == 0.0
+        s.scalars[MODE] = MAIN if over else SMALL
+    return int(s.scalars[MODE])
+
+
+@numba.njit(cache=True, inline="always")
+def on_pop(s, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
+    q = s.entry_m[entry, QUEUE]
+    s.scalars[MODE] = q  # the engine fell back to the other queue: so did libCacheSim's next evict
+    f = s.entry_m[entry, FREQ]
+    if q == SMALL:
+        if f < s.scalars[THRESHOLD]:
+            return False, p1, p2
+        s.entry_m[entry, QUEUE] = MAIN
+        s.entry_m[entry, FREQ] = 0
+        s.scalars[N_SMALL] -= 1.0
+        s.scalars[N_MAIN] += 1.0
+    else:
+        if f < 1:
+            return False, p1, p2
+        s.entry_m[entry, FREQ] = min(f, 3) - 1
+    s.entry_i[entry] = int(s.scalars[SEQ])
+    s.scalars[SEQ] += 1.0
+    return True, float(s.entry_i[entry]), 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def evicted(s, entry, block, p1):  # type: ignore[no-untyped-def]
+    s.scalars[MODE] = -1.0
+    if s.entry_m[entry, QUEUE] == SMALL:
+        s.scalars[N_SMALL] -= 1.0
+        ghost.insert(s, 0, block, int(s.scalars[GHOST_SIZE]))
+    else:
+        s.scalars[N_MAIN] -= 1.0
+
+
+class S3FIFO(Policy):
+    name = "s3fifo"
+    summary = "S3-FIFO: small FIFO, main FIFO with re-insertion, ghost"
+    code = 5
+    queues = 2
+    evict_first = True
+    defaults: ClassVar[Mapping[str, Any]] = {"small_ratio": 0.1, "ghost_ratio": 0.9, "move_threshold": 2}
+
+    def state(self, ctx: PolicyContext) -> PolicyState:
+        cap = max(ctx.capacity, 1)
+        st = PolicyState.empty(ctx.num_entries)
+        small = max(int(cap * float(self.params["small_ratio"])), 1)
+        st.scalars[SMALL_SIZE] = small
+        st.scalars[MAIN_SIZE] = cap - small
+        st.scalars[GHOST_SIZE] = int(cap * float(self.params["ghost_ratio"]))
+        st.scalars[MODE] = -1.0
+        st.scalars[THRESHOLD] = float(self.params["move_threshold"])
+        block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, len(ctx.stream.block_ids))
+        return st._replace(entry_m=np.zeros((ctx.num_entries, 2), np.int64), block_i=block_i, log_i=log_i,
+                           log_ctr=log_ctr)
