@@ -2,8 +2,8 @@
 
 ``offer`` never waits: a frame goes into the pipe's write buffer (the event loop sends it
 when the pipe has room). The buffer is the queue, bounded by ``queue_bytes``: past it a frame
-is dropped and counted, and the worker, seeing the gap in sequence numbers, reads the missing
-records back from the log. With ``--content hashes`` the worker writes the log itself, so
+is dropped and counted, and the worker, seeing the gap in sequence numbers (or told by
+``mark`` how many records exist), reads the missing records back from the log. With ``--content hashes`` the worker writes the log itself, so
 nothing is dropped there: the buffer grows instead (``/health`` shows it). A worker that dies
 is reported, never restarted behind the user's back; requests go on unaffected.
 """
@@ -70,6 +70,12 @@ class AnalyticsFeed:
         self.sent += 1
         return True
 
+    def mark(self, recorded: int) -> None:
+        """Tell the worker how many records exist, so it catches up on dropped ones (sent only
+        when the pipe has room: the frames before it have all arrived by the time it does)."""
+        if self.alive and self.buffered <= self.settings.queue_bytes:
+            self._send(b"#" + str(recorded).encode())
+
     def _send(self, payload: bytes) -> None:
         assert self.proc is not None and self.proc.stdin is not None
         try:
@@ -77,13 +83,16 @@ class AnalyticsFeed:
         except (BrokenPipeError, ConnectionResetError, RuntimeError):
             self.dropped += 1
 
-    async def close(self, timeout: float) -> int | None:
-        """End the stream; wait for the worker to analyze what it has, flush and exit."""
+    async def close(self, recorded: int, timeout: float) -> int | None:
+        """End the stream; wait for the worker to analyze all ``recorded`` records, flush and exit."""
         if self.proc is None:
             return None
         stdin = self.proc.stdin
         if stdin is not None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError, TimeoutError):
+                await asyncio.wait_for(stdin.drain(), timeout)
+                if self.alive:
+                    self._send(b"#" + str(recorded).encode())
                 await asyncio.wait_for(stdin.drain(), timeout)
             stdin.close()
         try:

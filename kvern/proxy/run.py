@@ -34,6 +34,8 @@ from kvern.proxy.stats import LatencyStats
 from kvern.proxy.tap import Tap
 from kvern.report.console import Output
 
+MARK_EVERY_S = 0.5
+"""How often the worker is told how many records exist (to catch up on dropped ones)."""
 MAX_BODY_BYTES = 256 * 2**20
 """Largest request body the proxy accepts (aiohttp's default, 1 MiB, is too small for long prompts)."""
 
@@ -91,7 +93,10 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), MARK_EVERY_S)
+            feed.mark(tap.seq)
         out.info(f"stopping: {forwarder.in_flight} request(s) in flight, up to {settings.grace_s:g}s to finish")
         forwarder.stopping = True
     finally:
@@ -100,7 +105,7 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
         await asyncio.sleep(0)  # the taps scheduled by the last handlers
         if log is not None:
             await asyncio.to_thread(log.close)
-        code = await feed.close(timeout=max(30.0, settings.grace_s))
+        code = await feed.close(tap.seq, timeout=max(30.0, settings.grace_s))
         state.store.close()
         state.pool.shutdown(wait=False)
         with contextlib.suppress(OSError):

@@ -114,9 +114,13 @@ class Forwarder:
                 except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                         aiohttp.ClientOSError) as e:
                     _cut(request, ex, rec.UPSTREAM_CUT, f"upstream cut the response: {type(e).__name__}")
+                    if ex is not None:
+                        _fill(ex, acc, kept, encoding)
                     return resp
                 except TimeoutError:
                     _cut(request, ex, rec.UPSTREAM_TIMEOUT, "upstream silent for longer than read_timeout_s")
+                    if ex is not None:
+                        _fill(ex, acc, kept, encoding)
                     return resp
                 await resp.write_eof()
                 if ex is not None:

@@ -41,6 +41,7 @@ from kvern.report.console import Output
 FLUSH_S = 0.25
 FLUSH_ROWS = 512
 SNAPSHOT_S = 2.0
+PENDING_FRAMES = 256
 
 
 class Worker:
@@ -77,6 +78,11 @@ class Worker:
         self.last_file = file
         self._analyze(obj)
         self.next_seq = seq + 1
+
+    def mark(self, recorded: int) -> None:
+        """The proxy has recorded ``recorded`` exchanges; any not received were dropped."""
+        if recorded > self.next_seq and self.settings.content != "hashes":
+            self._catch_up(recorded)
 
     def _catch_up(self, upto: int) -> None:
         """Lines ``next_seq .. upto-1`` from the log: the queue dropped them while it was full."""
@@ -243,7 +249,9 @@ def main() -> int:
     cfg = Config.model_validate(init["config"])
     out = Output()
     worker = Worker(settings, cfg, init["run_id"], out)
-    frames: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    # Bounded: when analysis falls behind, the pipe fills and the proxy starts dropping (and this
+    # worker catches up from the log) instead of memory growing here.
+    frames: queue.Queue[bytes | None] = queue.Queue(maxsize=PENDING_FRAMES)
 
     def pump() -> None:  # a thread, so the loop below can flush on time while stdin is quiet
         while (frame := read_frame(stdin)) is not None:
@@ -262,7 +270,10 @@ def main() -> int:
         if frame:
             file, _, line = frame.partition(b"\n")
             try:
-                worker.take(file.decode(), json.loads(line))
+                if frame.startswith(b"#"):
+                    worker.mark(int(frame[1:]))
+                else:
+                    worker.take(file.decode(), json.loads(line))
             except Exception as e:  # one bad record must not stop the analytics
                 out.warn(f"kvern proxy analytics: skipped a record ({type(e).__name__})")
         now = time.monotonic()
