@@ -275,15 +275,20 @@ def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20
 
 # -- proxy -------------------------------------------------------------------------------
 UpstreamOpt = Annotated[str | None, typer.Option(
-    "--upstream", help="OpenAI-compatible server to forward to, e.g. http://127.0.0.1:8000 (default: proxy.upstream)",
+    "--upstream", help="OpenAI-compatible server to forward to, e.g. http://127.0.0.1:8000 "
+    "(default: proxy.upstream)",
     show_default=False)]
 HostOpt = Annotated[str | None, typer.Option("--host", help="address to listen on (default: proxy.host)")]
-PortOpt = Annotated[int | None, typer.Option("--port", help="port to listen on; 0 = any (default: proxy.port)")]
-LogDirOpt = Annotated[Path | None, typer.Option("--log-dir", help="request log folder (default: proxy.log_dir)")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="SQLite analytics store (default: in the log folder)")]
+PortOpt = Annotated[int | None, typer.Option(
+    "--port", help="port to listen on; 0 = any (default: proxy.port)")]
+LogDirOpt = Annotated[Path | None, typer.Option(
+    "--log-dir", help="request log folder (default: proxy.log_dir)")]
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="SQLite analytics store (default: in the log folder)")]
 ContentOpt = Annotated[str | None, typer.Option(
     "--content", help="what the log keeps: full, hashes (no text) or none (default: proxy.content)")]
-ProxyPolicyOpt = Annotated[str | None, typer.Option("--policy", help="policy of the prediction (default: proxy.policy)")]
+ProxyPolicyOpt = Annotated[str | None, typer.Option(
+    "--policy", help="policy of the prediction (default: proxy.policy)")]
 
 
 @app.command()

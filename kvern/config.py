@@ -106,7 +106,8 @@ class ProxyConfig(_Strict):
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8080, ge=0, le=65535, description="port to listen on (0 = any free port)")
     log_dir: str = Field(default="proxy-logs", description="folder of the request log")
-    store: str | None = Field(default=None, description="SQLite analytics store; None = <log_dir>/analytics.sqlite")
+    store: str | None = Field(default=None,
+                              description="SQLite analytics store; None = <log_dir>/analytics.sqlite")
     content: Literal["full", "hashes", "none"] = Field(
         default="full", description="what the log keeps: full bodies, token-block hashes, or metadata only")
     profile: str = Field(default="vllm", description="engine profile that predicts cached tokens")
@@ -115,10 +116,13 @@ class ProxyConfig(_Strict):
     rotate_mb: float = Field(default=256.0, gt=0, description="start a new log file past this size")
     rotate_minutes: float = Field(default=60.0, gt=0, description="start a new log file after this long")
     fsync_s: float = Field(default=1.0, gt=0, le=1.0, description="flush the log to disk this often")
-    queue_mb: float = Field(default=64.0, gt=0, description="analytics queue bound; past it they catch up from the log")
+    queue_mb: float = Field(default=64.0, gt=0,
+                            description="analytics queue bound; past it they catch up from the log")
     connect_timeout_s: float = Field(default=10.0, gt=0, description="upstream connect timeout (then 502)")
-    read_timeout_s: float = Field(default=600.0, gt=0, description="longest upstream silence (then 504, or a cut)")
-    grace_s: float = Field(default=30.0, ge=0, description="on Ctrl-C/SIGTERM, how long in-flight requests may finish")
+    read_timeout_s: float = Field(default=600.0, gt=0,
+                                  description="longest upstream silence (then 504, or a cut)")
+    grace_s: float = Field(default=30.0, ge=0,
+                           description="on Ctrl-C/SIGTERM, how long in-flight requests may finish")
     window_minutes: int = Field(default=5, gt=0, description="/analytics 'recent' window")
     hot_prefixes: int = Field(default=20, gt=0, description="hot prefixes per model in /trie/visualize")
 

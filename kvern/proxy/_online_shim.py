@@ -31,5 +31,6 @@ class OnlineCache:
         if token_ids is None:  # a hash-id stream: token j of block b stands for b * block_size + j
             bs = self.block_size
             blocks = np.asarray(block_keys).astype(np.int64)
-            token_ids = (blocks[:, None] * bs + np.arange(bs, dtype=np.int64)[None, :]).ravel()[:prompt_tokens]
+            ids = (blocks[:, None] * bs + np.arange(bs, dtype=np.int64)[None, :]).ravel()
+            token_ids = ids[:prompt_tokens]
         return self._model.request(np.asarray(token_ids, dtype=np.int64), generated_tokens)

@@ -138,11 +138,13 @@ def _figures(state: State, model: str | None, sums: dict[str, float]) -> dict[st
         "requests": int(sums.get("requests", 0)), "failed": int(sums.get("failed", 0)),
         "analyzed": int(sums.get("analyzed", 0)), "prompt_tokens": int(sums.get("prompt_tokens", 0)),
         "predicted_cached_tokens": int(sums.get("predicted_cached_tokens", 0)),
-        "predicted_token_hit_rate": _rate(sums.get("predicted_cached_tokens", 0), sums.get("prompt_tokens", 0)),
+        "predicted_token_hit_rate": _rate(sums.get("predicted_cached_tokens", 0),
+                                          sums.get("prompt_tokens", 0)),
         "server_reported": int(sums.get("reported", 0)),
         "server_prompt_tokens": int(sums.get("server_prompt_tokens", 0)),
         "server_cached_tokens": int(sums.get("server_cached_tokens", 0)),
-        "server_token_hit_rate": _rate(sums.get("server_cached_tokens", 0), sums.get("server_prompt_tokens", 0)),
+        "server_token_hit_rate": _rate(sums.get("server_cached_tokens", 0),
+                                       sums.get("server_prompt_tokens", 0)),
     }
     if model is not None:
         for who in ("predicted", "server"):
@@ -201,7 +203,8 @@ def _prometheus(state: State, sums: dict[str, dict[str, float]]) -> str:
         family(name, "counter", help_)
         for model, s in sorted(sums.items()):
             lines.append(f"{name}{lbl(model)} {int(s.get(col) or 0)}")
-    family("kvern_proxy_overhead_seconds", "histogram", "Time the proxy added before the client's first byte.")
+    family("kvern_proxy_overhead_seconds", "histogram",
+           "Time the proxy added before the client's first byte.")
     for model, c in sorted(counters.items()):
         cum = 0
         base = lbl(model)[:-1]

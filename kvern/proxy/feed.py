@@ -3,7 +3,8 @@
 ``offer`` never waits: a frame goes into the pipe's write buffer (the event loop sends it
 when the pipe has room). The buffer is the queue, bounded by ``queue_bytes``: past it a frame
 is dropped and counted, and the worker, seeing the gap in sequence numbers (or told by
-``mark`` how many records exist), reads the missing records back from the log. With ``--content hashes`` the worker writes the log itself, so
+``mark`` how many records exist), reads the missing records back from the log. With
+``--content hashes`` the worker writes the log itself, so
 nothing is dropped there: the buffer grows instead (``/health`` shows it). A worker that dies
 is reported, never restarted behind the user's back; requests go on unaffected.
 """

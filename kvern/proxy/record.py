@@ -84,7 +84,9 @@ class Exchange:
 
     def head(self) -> dict[str, Any]:
         """Everything but the bodies: what every content mode keeps."""
-        ms = (lambda t: None if t is None else round((t - self.received) * 1000.0, 3))
+        def ms(t: float | None) -> float | None:
+            return None if t is None else round((t - self.received) * 1000.0, 3)
+
         return {
             MARK: FORMAT_VERSION, "seq": self.seq, "request_id": self.request_id, "timestamp": self.received,
             "endpoint": self.endpoint, "model": self.model, "stream": self.stream, "status": self.status,

@@ -70,7 +70,8 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
     stats = LatencyStats(settings.window_minutes)
     tap = Tap(settings.content, log, feed, stats)
     forwarder = Forwarder(settings, run_id, tap)
-    state = State(settings, cfg, run_id, forwarder, tap, feed, stats, store.StoreReader(settings.store, run_id))
+    reader = store.StoreReader(settings.store, run_id)
+    state = State(settings, cfg, run_id, forwarder, tap, feed, stats, reader)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.add_routes(routes(state))
     app.router.add_route("*", "/{tail:.*}", forwarder.handle)
@@ -97,7 +98,8 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), MARK_EVERY_S)
             feed.mark(tap.seq)
-        out.info(f"stopping: {forwarder.in_flight} request(s) in flight, up to {settings.grace_s:g}s to finish")
+        out.info(f"stopping: {forwarder.in_flight} request(s) in flight, "
+                 f"up to {settings.grace_s:g}s to finish")
         forwarder.stopping = True
     finally:
         await runner.cleanup()

@@ -172,7 +172,8 @@ def _cut(request: web.Request, ex: Exchange | None, outcome: str, message: str) 
         request.transport.abort()
 
 
-def _fill(ex: Exchange, acc: StreamAccumulator | None, kept: list[bytes] | None, encoding: str | None) -> None:
+def _fill(ex: Exchange, acc: StreamAccumulator | None, kept: list[bytes] | None,
+          encoding: str | None) -> None:
     chat = ex.endpoint.endswith("/chat/completions")
     if acc is not None:
         acc.close()

@@ -149,10 +149,13 @@ class StoreWriter:
         self._rollup.clear()
 
     def hot_prefixes(self, rows: Iterable[tuple[Any, ...]], models: Iterable[str]) -> None:
-        """Replace the snapshot of ``models``: rows of (model, rank, key, parent, depth, reuses, saved, text, t)."""
+        """Replace the snapshot of ``models``.
+
+        Rows: (model, rank, key, parent, depth, reuses, saved, text, time)."""
         with self.conn:
             for model in models:
-                self.conn.execute("DELETE FROM hot_prefixes WHERE run_id = ? AND model = ?", (self.run_id, model))
+                self.conn.execute("DELETE FROM hot_prefixes WHERE run_id = ? AND model = ?",
+                                  (self.run_id, model))
             self.conn.executemany("INSERT INTO hot_prefixes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                   [(self.run_id, *r) for r in rows])
 

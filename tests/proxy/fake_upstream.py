@@ -27,7 +27,8 @@ SEEN: dict[str, str] = {}
 def _chunk(i: int, text: str, chat: bool) -> bytes:
     choice = ({"index": 0, "delta": {"content": text}, "finish_reason": None} if chat
               else {"index": 0, "text": text, "finish_reason": None})
-    return b"data: " + json.dumps({"id": "fake-1", "object": "chunk", "model": "m", "choices": [choice]}).encode() + b"\n\n"
+    event = {"id": "fake-1", "object": "chunk", "model": "m", "choices": [choice]}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
 async def completions(request: web.Request) -> web.StreamResponse:

@@ -234,7 +234,8 @@ def test_content_modes_store_no_text(fake_upstream, proxy, tmp_path: Path, conte
     for i in range(4):
         body = {"model": "fast", "messages": [{"role": "system", "content": f"{word} rules. " * 20},
                                               {"role": "user", "content": f"question {i}"}]}
-        assert httpx.post(p.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10).status_code == 200
+        r = httpx.post(p.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10)
+        assert r.status_code == 200
     assert p.stop() == 0
     blob = all_bytes(p.folder)
     assert word.encode() not in blob and SECRET.encode() not in blob

@@ -40,11 +40,14 @@ def _session() -> list[tuple[str, dict]]:
     for turn in range(4):
         for k in "AB":
             msgs = convs[k]
-            msgs.append({"role": "user", "content": f"Conversation {k}, question {turn}: what broke at {turn}:00?"})
+            question = f"Conversation {k}, question {turn}: what broke at {turn}:00?"
+            msgs.append({"role": "user", "content": question})
             reqs.append(("chat", {"messages": list(msgs), "stream": (turn + (k == "B")) % 2 == 0}))
-            msgs.append({"role": "assistant", "content": f"At {turn}:00 the deploy of service {k}{turn} failed."})
-    reqs.append(("completion", {"prompt": "Incident INC-2291 (sev2): the storage migration", "stream": True}))
-    reqs.append(("completion", {"prompt": "Incident INC-2291 (sev2): the storage migration", "stream": False}))
+            answer = f"At {turn}:00 the deploy of service {k}{turn} failed."
+            msgs.append({"role": "assistant", "content": answer})
+    prompt = "Incident INC-2291 (sev2): the storage migration"
+    reqs.append(("completion", {"prompt": prompt, "stream": True}))
+    reqs.append(("completion", {"prompt": prompt, "stream": False}))
     reqs.append(("chat", {"messages": convs["A"][:2], "stream": False}))  # back to a known prefix
     return reqs
 
