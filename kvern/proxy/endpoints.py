@@ -59,6 +59,7 @@ def routes(state: State) -> list[web.RouteDef]:
                     "file": state.tap.log.current.name if state.tap.log else None,
                     "write_errors": state.tap.write_errors},
             "analytics": {**_lag(state, progress), "worker_alive": state.feed.alive,
+                          "ready": bool(progress.get("ready")),
                           "queue_bytes": state.feed.buffered, "dropped_to_catch_up": state.feed.dropped,
                           "prediction_error": progress.get("prediction_error")},
         })

@@ -14,7 +14,9 @@ exit.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import signal
 import sys
@@ -67,6 +69,7 @@ class Worker:
         self.caught_up = 0
         self.prediction_error: str | None = None
         self.last_done_s: float | None = None
+        self.ready = False
 
     # -- one exchange ------------------------------------------------------------------------
     def take(self, file: str, obj: dict[str, Any]) -> None:
@@ -172,16 +175,36 @@ class Worker:
             return OnlineCache(profile=s.profile, policy=s.policy, capacity_blocks=blocks,
                                block_size=self.block_size, params=self.cfg.simulate.params)
         except KvernError as e:
+            if e.message != self.prediction_error:
+                self.out.warn(f"kvern proxy: no predictions for model {model}: {e.message}")
             self.prediction_error = e.message
-            self.out.warn(f"kvern proxy: no predictions for model {model}: {e.message}")
             return None
+
+    def warm_up(self) -> None:
+        """Load the default tokenizer and the simulator now, not under the first requests."""
+        if self.cfg.default_tokenizer is not None:
+            from kvern.ingest.tokenizer import get_tokenizer
+
+            try:
+                get_tokenizer(self.cfg.default_tokenizer)
+            except KvernError as e:
+                self.out.warn(f"kvern proxy analytics: {e.message}")
+        s = self.settings
+        try:  # the profile's code loaded (and compiled) once, before any request
+            OnlineCache(profile=s.profile, policy=s.policy, capacity_blocks=1, block_size=self.block_size,
+                        params=self.cfg.simulate.params).serve(np.zeros(1, np.uint64), 1, np.zeros(1, np.int32))
+        except KvernError as e:
+            self.prediction_error = e.message
+            self.out.warn(f"kvern proxy: no predictions: {e.message}")
+        self.ready = True
+        self.flush(0)
 
     # -- batches -----------------------------------------------------------------------------
     def flush(self, queue_depth: int) -> None:
         self.store.progress = {
             "analyzed_seq": self.next_seq - 1, "analyzed": self.analyzed, "caught_up": self.caught_up,
             "last_done_s": self.last_done_s, "updated_s": time.time(), "queue_frames": queue_depth,
-            "prediction_error": self.prediction_error,
+            "prediction_error": self.prediction_error, "ready": self.ready,
         }
         self.store.flush()
 
@@ -240,6 +263,9 @@ def main() -> int:
     # the requests in flight are recorded, so it must outlive the signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Analytics may lag, requests may not: on a busy machine the proxy gets the CPU first.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     stdin = sys.stdin.buffer
     first = read_frame(stdin)
     if first is None:
@@ -259,6 +285,7 @@ def main() -> int:
         frames.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
+    worker.warm_up()
     last_flush = last_snap = time.monotonic()
     while True:
         try:
