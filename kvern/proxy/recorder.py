@@ -1,9 +1,10 @@
 """The request log on disk: append lines, fsync every second, rotate and compress (zstd).
 
-``write`` is called on the proxy's event loop and costs one ``os.write`` of a whole line (the
-page cache has it at once, so a crash of the process loses nothing); a background thread
-fsyncs the current file every ``fsync_s``, so a crash of the machine loses at most that
-much. A file past ``rotate_bytes`` or older than ``rotate_s`` is closed and a new one begun;
+``write`` is called on the proxy's event loop and only queues the line: a writer thread
+writes what is queued every 10 ms and fsyncs the file every ``fsync_s``, so a crash loses at
+most that much. The event loop never touches the file, because a ``write`` to a file that is
+being fsync'd waits for the fsync (for tens of milliseconds on a busy disk), and every request
+in flight would wait with it. A file past ``rotate_bytes`` or older than ``rotate_s`` is closed and a new one begun;
 the background thread then compresses the old one to ``NAME.jsonl.zst`` (written under a
 hidden temporary name, fsync'd, renamed; the ``.jsonl`` is removed last, and a reader that
 finds both takes the ``.zst``). Names start with their opening time in UTC, so sorting them by
@@ -13,6 +14,7 @@ trimmed and is compressed like any rotated file.
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import threading
@@ -25,6 +27,8 @@ import zstandard
 PREFIX = "kvern-proxy-"
 SUFFIX = ".jsonl"
 ZST = ".zst"
+WRITE_EVERY_S = 0.01
+"""The writer thread's beat: a line reaches the page cache within this long of the answer."""
 
 
 class LogWriter:
@@ -34,8 +38,7 @@ class LogWriter:
         self.rotate_s = rotate_s
         self.fsync_s = fsync_s
         folder.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._retired: list[tuple[int, Path]] = []
+        self._pending: collections.deque[bytes] = collections.deque()
         self._compress: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
         self._counter = 0
         self.lines = 0
@@ -45,15 +48,29 @@ class LogWriter:
         for p in leftovers:
             self._compress.put(p)
         self._stop = threading.Event()
-        self._sync_thread = threading.Thread(target=self._sync_loop, name="kvern-log-fsync", daemon=True)
-        self._zstd_thread = threading.Thread(target=self._compress_loop, name="kvern-log-zstd", daemon=True)
-        self._sync_thread.start()
-        self._zstd_thread.start()
+        self._writer = threading.Thread(target=self._write_loop, name="kvern-log-writer", daemon=True)
+        self._zstd = threading.Thread(target=self._compress_loop, name="kvern-log-zstd", daemon=True)
+        self._writer.start()
+        self._zstd.start()
 
     @property
     def current(self) -> Path:
         return self._path
 
+    def write(self, line: bytes) -> str:
+        """Queue one whole line (ending in a newline) for the writer thread; returns the current file's
+        name (the line lands in it or, after a rotation, in a later one)."""
+        self._pending.append(line)
+        return self._path.name
+
+    def close(self) -> None:
+        """Write what is queued, fsync and close the file, compress every finished one."""
+        self._stop.set()
+        self._writer.join()
+        self._compress.put(None)
+        self._zstd.join()
+
+    # -- the writer thread: writes, fsyncs, rotates -------------------------------------------
     def _open(self) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._counter += 1
@@ -61,11 +78,34 @@ class LogWriter:
         self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._opened = time.monotonic()
         self._size = 0
-        self._dirty = False
 
-    def write(self, line: bytes) -> str:
-        """Append one whole line (ending in ``\\n``); returns the file's name."""
-        with self._lock:
+    def _write_loop(self) -> None:
+        last_sync = time.monotonic()
+        dirty = False
+        while True:
+            stopping = self._stop.wait(WRITE_EVERY_S)
+            try:
+                dirty = self._drain() or dirty
+                now = time.monotonic()
+                if dirty and (stopping or now - last_sync >= self.fsync_s):
+                    os.fsync(self._fd)
+                    last_sync, dirty = now, False
+                if self._size and now - self._opened >= self.rotate_s:
+                    self._rotate()
+            except OSError:
+                self.errors += 1
+            if stopping:
+                self._retire()
+                return
+
+    def _drain(self) -> bool:
+        batch = []
+        pending = self._pending
+        while pending:
+            batch.append(pending.popleft())
+        if not batch:
+            return False
+        for line in batch:
             if self._size >= self.rotate_bytes:
                 self._rotate()
             view = memoryview(line)
@@ -73,57 +113,19 @@ class LogWriter:
                 n = os.write(self._fd, view)
                 view = view[n:]
             self._size += len(line)
-            self._dirty = True
             self.lines += 1
-            return self._path.name
+        return True
 
     def _rotate(self) -> None:
-        """Under the lock: retire the current file (the sync thread closes it), open the next."""
-        self._retired.append((self._fd, self._path))
+        self._retire()
         self._open()
 
-    def close(self) -> None:
-        """Fsync and close the current file, compress every finished one, stop the threads."""
-        self._stop.set()
-        self._sync_thread.join()
-        with self._lock:
-            self._retired.append((self._fd, self._path))
-            self._fd = -1
-        self._retire()
-        self._compress.put(None)
-        self._zstd_thread.join()
-
-    # -- background: fsync, time-based rotation, closing -------------------------------------
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(min(self.fsync_s, 0.25)):
-            try:
-                self._tick()
-            except OSError:
-                self.errors += 1
-
-    _last_sync = 0.0
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            fd, dirty = self._fd, self._dirty
-            if self._size and now - self._opened >= self.rotate_s:
-                self._rotate()
-        if dirty and now - self._last_sync >= self.fsync_s * 0.9:
-            self._dirty = False
-            os.fsync(fd)  # only this thread closes files, so fd is still open
-            self._last_sync = now
-        self._retire()
-
     def _retire(self) -> None:
-        with self._lock:
-            retired, self._retired = self._retired, []
-        for fd, path in retired:
-            os.fsync(fd)
-            os.close(fd)
-            self._compress.put(path)
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._compress.put(self._path)
 
-    # -- background: compression -----------------------------------------------------------------
+    # -- the compression thread ----------------------------------------------------------------
     def _compress_loop(self) -> None:
         while (path := self._compress.get()) is not None:
             try:

@@ -44,6 +44,9 @@ FLUSH_S = 0.25
 FLUSH_ROWS = 512
 SNAPSHOT_S = 2.0
 PENDING_FRAMES = 256
+CATCH_UP_S = 0.1
+MAX_WAITING = 100_000
+"""Records held for a missing earlier one; past this the missing ones are counted lost."""
 
 
 class Worker:
@@ -64,50 +67,106 @@ class Worker:
                                    rotate_s=settings.rotate_s, fsync_s=settings.fsync_s)
                          if settings.content == "hashes" else None)
         self.next_seq = 0
+        self.waiting: dict[int, tuple[str, dict[str, Any]]] = {}
         self.last_file: str | None = None
+        self._cursor: tuple[str, int] = ("", 0)
+        self._last_scan = 0.0
+        self.lost = 0
         self.analyzed = 0
         self.caught_up = 0
         self.prediction_error: str | None = None
         self.last_done_s: float | None = None
         self.ready = False
 
-    # -- one exchange ------------------------------------------------------------------------
+    # -- one exchange, in sequence ------------------------------------------------------------
     def take(self, file: str, obj: dict[str, Any]) -> None:
+        """Analyze records in sequence: one that comes after a gap waits for the missing ones,
+        which the log gives back (the proxy dropped them while the pipe was full)."""
         seq = obj.get("seq")
         if not isinstance(seq, int) or seq < self.next_seq:
             return
-        if seq > self.next_seq and self.settings.content != "hashes":
-            self._catch_up(seq)
-        self.last_file = file
-        self._analyze(obj)
-        self.next_seq = seq + 1
+        self.waiting[seq] = (file.removesuffix(".zst"), obj)
+        self._advance(None)
 
     def mark(self, recorded: int) -> None:
         """The proxy has recorded ``recorded`` exchanges; any not received were dropped."""
-        if recorded > self.next_seq and self.settings.content != "hashes":
-            self._catch_up(recorded)
+        self._advance(recorded)
+
+    def _advance(self, recorded: int | None) -> None:
+        while True:
+            item = self.waiting.pop(self.next_seq, None)
+            if item is not None:
+                if item[0]:
+                    self.last_file = item[0]
+                self._analyze(item[1])
+                self.next_seq += 1
+                continue
+            upto = min(self.waiting) if self.waiting else recorded
+            if upto is None or upto <= self.next_seq or self.settings.content == "hashes":
+                return
+            self._catch_up(upto)
+            if self.next_seq in self.waiting:
+                continue
+            if self.next_seq < upto and len(self.waiting) > MAX_WAITING:
+                self.lost += upto - self.next_seq  # never reached the log (a write error): move on
+                self.next_seq = upto
+                continue
+            return
 
     def _catch_up(self, upto: int) -> None:
-        """Lines ``next_seq .. upto-1`` from the log: the queue dropped them while it was full."""
-        base = (self.last_file or "").removesuffix(".zst")
+        """Lines ``next_seq .. upto-1`` read back from the log (at most every ``CATCH_UP_S``)."""
+        now = time.monotonic()
+        if now - self._last_scan < CATCH_UP_S:
+            return
+        self._last_scan = now
         try:
             files = log_files(self.settings.log_dir)
         except InputError:
-            files = []
+            return
+        base = self.last_file or ""
         for f in files:
-            if f.name.removesuffix(".zst") < base:
+            name = f.name.removesuffix(".zst")
+            if name < base:
                 continue
+            for obj, end in self._lines(f):
+                seq = obj.get("seq") if obj.get(MARK) is not None else None
+                if isinstance(seq, int) and seq >= upto:
+                    return
+                if end is not None:
+                    self._cursor = (f.name, end)
+                if not isinstance(seq, int) or seq < self.next_seq:
+                    continue
+                self._analyze(obj)
+                self.caught_up += 1
+                self.next_seq = seq + 1
+                self.last_file = name
+
+    def _lines(self, f: Path) -> Any:
+        """The JSON lines of a log file; the one being written is read on from where the last
+        scan stopped (it may be large), a compressed one whole."""
+        if f.name.endswith(".zst"):
             try:
-                for item in iter_lines(f):
-                    if isinstance(item, InputError) or item.obj.get(MARK) is None:
-                        continue
-                    seq = item.obj.get("seq")
-                    if isinstance(seq, int) and self.next_seq <= seq < upto:
-                        self._analyze(item.obj)
-                        self.caught_up += 1
-                        self.next_seq = seq + 1
+                yield from ((i.obj, None) for i in iter_lines(f) if not isinstance(i, InputError))
             except (InputError, OSError):
-                continue
+                pass
+            return
+        start = self._cursor[1] if self._cursor[0] == f.name else 0
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                pos = start
+                for raw in fh:
+                    if not raw.endswith(b"\n"):
+                        break  # a line still being written
+                    pos += len(raw)
+                    try:
+                        obj = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(obj, dict):
+                        yield obj, pos
+        except OSError:
+            return
 
     def _analyze(self, obj: dict[str, Any]) -> None:
         resp = obj.get("response") if isinstance(obj.get("response"), dict) else {}
@@ -203,6 +262,7 @@ class Worker:
     def flush(self, queue_depth: int) -> None:
         self.store.progress = {
             "analyzed_seq": self.next_seq - 1, "analyzed": self.analyzed, "caught_up": self.caught_up,
+            "lost": self.lost,
             "last_done_s": self.last_done_s, "updated_s": time.time(), "queue_frames": queue_depth,
             "prediction_error": self.prediction_error, "ready": self.ready,
         }
