@@ -3,19 +3,21 @@
 A fast local OpenAI-style endpoint (its own process, raw asyncio) answers every request with an
 8-event SSE stream: the first event at once, the rest 1 ms later. A load generator (this
 process) sends streamed chat requests (a ~2 kB prompt) at a constant rate and times, per
-request, the first and the last byte of the answer. The same schedule runs against:
+request, the first and the last byte of the answer. Each proxy is measured side by side with
+the endpoint itself: one schedule interleaves requests to both at the same rate, so what the
+shared machine does to one it does to the other. The proxies:
 
-- ``direct``: the endpoint itself (the baseline);
 - ``kvern``: ``kvern proxy`` as shipped (aiohttp server and client, full recording, analytics
   worker with the llamacpp prediction);
 - ``aiohttp-bare``: a bare aiohttp pass-through (the same server/client stack, nothing recorded);
 - ``fastapi-uvicorn``: a bare FastAPI-on-uvicorn pass-through with httpx streaming (KVern's stack).
 
-Reported per target and rate: first-byte and last-byte latency p50/p99 and what the proxy added
-to them (its percentile minus direct's), CPU per request of the proxy process (and of kvern's
-analytics worker, off the request path), and kvern's own measured overhead (``/analytics``).
+Reported per target and rate: first-byte and last-byte latency p50/p99, through the proxy and
+direct, and what the proxy added (its percentile minus direct's), CPU per request of the proxy
+process (and of kvern's analytics worker, off the request path), and kvern's own measured
+overhead (``/analytics``).
 
-    .venv/bin/python -m benchmarks.bench_proxy --rates 50,200 --seconds 10
+    .venv/bin/python -m benchmarks.bench_proxy --rates 50,200 --seconds 15 --repeat 3
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ async def start(app):
 async def handle(request):
     body = await request.read()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-    async with request.app["s"].request(request.method, UP + request.raw_path, data=body, headers=headers) as up:
+    up_req = request.app["s"].request(request.method, UP + request.raw_path, data=body, headers=headers)
+    async with up_req as up:
         resp = web.StreamResponse(status=up.status)
         for k, v in up.headers.items():
             if k.lower() not in HOP:
@@ -152,42 +155,47 @@ def children(pid: int) -> list[int]:
         return []
 
 
-async def load(url: str, rate: float, seconds: float, warmup_s: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Constant-rate streamed requests; (first-byte, last-byte) seconds per request after warm-up."""
+async def load(urls: list[str], rate: float, seconds: float,
+               warmup_s: float) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Streamed requests at ``rate`` per second to each URL, interleaved in one schedule (so that a
+    hiccup of the shared machine hits all of them alike); per URL, (first-byte, last-byte) seconds
+    per request after the warm-up."""
     body = json.dumps({"model": "bench", "stream": True, "max_tokens": 8,
                        "stream_options": {"include_usage": True},
                        "messages": [{"role": "system", "content": PROMPT},
                                     {"role": "user", "content": "status?"}]}).encode()
     headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench-not-a-real-key"}
     n = int(rate * (seconds + warmup_s))
-    first = np.full(n, np.nan)
-    last = np.full(n, np.nan)
+    first = np.full((len(urls), n), np.nan)
+    last = np.full((len(urls), n), np.nan)
     failed = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        async def one(i: int) -> None:
+        async def one(u: int, i: int) -> None:
             nonlocal failed
             t0 = time.perf_counter()
             try:
-                async with session.post(url + "/v1/chat/completions", data=body, headers=headers) as r:
+                async with session.post(urls[u] + "/v1/chat/completions", data=body, headers=headers) as r:
                     got_first = False
                     async for _ in r.content.iter_any():
                         if not got_first:
-                            first[i] = time.perf_counter() - t0
+                            first[u, i] = time.perf_counter() - t0
                             got_first = True
-                    last[i] = time.perf_counter() - t0
+                    last[u, i] = time.perf_counter() - t0
             except aiohttp.ClientError:
                 failed += 1
 
         t_start = time.perf_counter() + 0.05
         tasks = []
+        step = 1.0 / (rate * len(urls))
         for i in range(n):
-            delay = t_start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
+            for u in range(len(urls)):
+                delay = t_start + (i * len(urls) + u) * step - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(u, i)))
         await asyncio.gather(*tasks)
     skip = int(rate * warmup_s)
-    return first[skip:], last[skip:], failed
+    return [(first[u, skip:], last[u, skip:]) for u in range(len(urls))], failed
 
 
 def pct(a: np.ndarray, q: float) -> float:
@@ -212,30 +220,32 @@ def start_target(kind: str, upstream: str, tmp: Path) -> tuple[subprocess.Popen[
 
 
 def measure(kind: str, upstream: str, rate: float, seconds: float, tmp: Path) -> dict[str, object]:
-    proc = None
-    url = upstream
-    if kind != "direct":
-        proc, port = start_target(kind, upstream, tmp)
-        url = f"http://127.0.0.1:{port}"
-        time.sleep(1.0)
-        deadline = time.monotonic() + 60
-        while kind == "kvern" and not httpx.get(url + "/health").json()["analytics"]["ready"]:
-            assert time.monotonic() < deadline, "the analytics worker never got ready"
-            time.sleep(0.2)
+    """``kind`` and the endpoint directly, side by side in one interleaved schedule."""
+    proc, port = start_target(kind, upstream, tmp)
+    url = f"http://127.0.0.1:{port}"
+    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while kind == "kvern" and not httpx.get(url + "/health").json()["analytics"]["ready"]:
+        assert time.monotonic() < deadline, "the analytics worker never got ready"
+        time.sleep(0.2)
     try:
-        asyncio.run(load(url, rate, 1.0, 0.0))  # warm connections, JIT and caches
-        cpu0 = cpu_seconds(proc.pid) if proc else 0.0
-        kids = children(proc.pid) if proc else []
+        asyncio.run(load([url, upstream], rate, 1.0, 0.0))  # warm connections, JIT and caches
+        cpu0 = cpu_seconds(proc.pid)
+        kids = children(proc.pid)
         kid0 = sum(cpu_seconds(k) for k in kids)
-        first, last, failed = asyncio.run(load(url, rate, seconds, 0.5))
-        cpu = (cpu_seconds(proc.pid) - cpu0) if proc else 0.0
-        n = int(np.isfinite(last).sum())
-        result: dict[str, object] = {
-            "target": kind, "rate": rate, "requests": n, "failed": failed,
-            "first_p50_ms": pct(first, 50), "first_p99_ms": pct(first, 99),
-            "last_p50_ms": pct(last, 50), "last_p99_ms": pct(last, 99),
-            "cpu_ms_per_request": round(cpu / max(n, 1) * 1000.0, 3) if proc else None,
-        }
+        (via, direct), failed = asyncio.run(load([url, upstream], rate, seconds, 0.5))
+        cpu = cpu_seconds(proc.pid) - cpu0
+        n = int(np.isfinite(via[1]).sum())
+        result: dict[str, object] = {"target": kind, "rate": rate, "requests": n, "failed": failed}
+        for name, (first, last) in (("direct", direct), ("proxy", via)):
+            result[f"{name}_first_p50_ms"] = pct(first, 50)
+            result[f"{name}_first_p99_ms"] = pct(first, 99)
+            result[f"{name}_last_p50_ms"] = pct(last, 50)
+            result[f"{name}_last_p99_ms"] = pct(last, 99)
+        for k in ("first_p50_ms", "first_p99_ms", "last_p50_ms", "last_p99_ms"):
+            added = float(result["proxy_" + k]) - float(result["direct_" + k])  # type: ignore[arg-type]
+            result["added_" + k] = round(added, 3)
+        result["cpu_ms_per_request"] = round(cpu / max(n, 1) * 1000.0, 3)
         if kind == "kvern":
             time.sleep(2.0)  # the worker catches up
             result["analytics_cpu_ms_per_request"] = round(
@@ -245,19 +255,19 @@ def measure(kind: str, upstream: str, rate: float, seconds: float, tmp: Path) ->
             result["self_overhead_p99_ms"] = a["overhead_p99_ms"]
         return result
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="50,200")
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--targets", default="direct,kvern,aiohttp-bare,fastapi-uvicorn")
+    ap.add_argument("--targets", default="kvern,aiohttp-bare,fastapi-uvicorn")
+    ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,18 +278,10 @@ def main() -> None:
         try:
             wait_port(port, endpoint)
             upstream = f"http://127.0.0.1:{port}"
-            rows = []
-            for rate in (float(r) for r in args.rates.split(",")):
-                base = None
-                for kind in args.targets.split(","):
-                    r = measure(kind, upstream, rate, args.seconds, Path(tmp))
-                    if kind == "direct":
-                        base = r
-                    elif base is not None:
-                        for k in ("first_p50_ms", "first_p99_ms", "last_p50_ms", "last_p99_ms"):
-                            r["added_" + k] = round(float(r[k]) - float(base[k]), 3)  # type: ignore[arg-type]
-                    rows.append(r)
-                    print(json.dumps(r), flush=True)
+            for _ in range(args.repeat):
+                for rate in (float(r) for r in args.rates.split(",")):
+                    for kind in args.targets.split(","):
+                        print(json.dumps(measure(kind, upstream, rate, args.seconds, Path(tmp))), flush=True)
         finally:
             endpoint.kill()
 

@@ -4,11 +4,11 @@
 writes what is queued every 10 ms and fsyncs the file every ``fsync_s``, so a crash loses at
 most that much. The event loop never touches the file, because a ``write`` to a file that is
 being fsync'd waits for the fsync (for tens of milliseconds on a busy disk), and every request
-in flight would wait with it. A file past ``rotate_bytes`` or older than ``rotate_s`` is closed and a new one begun;
-the background thread then compresses the old one to ``NAME.jsonl.zst`` (written under a
-hidden temporary name, fsync'd, renamed; the ``.jsonl`` is removed last, and a reader that
-finds both takes the ``.zst``). Names start with their opening time in UTC, so sorting them by
-name is sorting them by time. At start, a ``.jsonl`` left by a crash has a cut last line
+in flight would wait with it. A file past ``rotate_bytes`` or older than ``rotate_s`` is closed
+and a new one begun; a second thread then compresses the old one to ``NAME.jsonl.zst`` (written
+under a hidden temporary name, fsync'd, renamed; the ``.jsonl`` is removed last, and a reader
+that finds both takes the ``.zst``). Names start with their opening time in UTC, so sorting them
+by name is sorting them by time. At start, a ``.jsonl`` left by a crash has a cut last line
 trimmed and is compressed like any rotated file.
 """
 

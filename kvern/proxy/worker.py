@@ -145,10 +145,8 @@ class Worker:
         """The JSON lines of a log file; the one being written is read on from where the last
         scan stopped (it may be large), a compressed one whole."""
         if f.name.endswith(".zst"):
-            try:
+            with contextlib.suppress(InputError, OSError):
                 yield from ((i.obj, None) for i in iter_lines(f) if not isinstance(i, InputError))
-            except (InputError, OSError):
-                pass
             return
         start = self._cursor[1] if self._cursor[0] == f.name else 0
         try:
@@ -250,8 +248,9 @@ class Worker:
                 self.out.warn(f"kvern proxy analytics: {e.message}")
         s = self.settings
         try:  # the profile's code loaded (and compiled) once, before any request
-            OnlineCache(profile=s.profile, policy=s.policy, capacity_blocks=1, block_size=self.block_size,
-                        params=self.cfg.simulate.params).serve(np.zeros(1, np.uint64), 1, np.zeros(1, np.int32))
+            cache = OnlineCache(profile=s.profile, policy=s.policy, capacity_blocks=1,
+                                block_size=self.block_size, params=self.cfg.simulate.params)
+            cache.serve(np.zeros(1, np.uint64), 1, np.zeros(1, np.int32))
         except KvernError as e:
             self.prediction_error = e.message
             self.out.warn(f"kvern proxy: no predictions: {e.message}")
