@@ -1,7 +1,7 @@
 """``run_proxy``: start every part, serve until Ctrl-C or SIGTERM, stop them in order.
 
 Start: lock the log folder (one proxy per folder), create or check the store, open the log,
-start the analytics worker, listen. The worker loads its tokenizer in the background, so the
+listen, start the analytics worker. The worker loads its tokenizer in the background, so the
 proxy answers within a second; records wait in the pipe meanwhile.
 
 Stop: stop accepting, let in-flight requests finish for up to ``grace_s`` (then cancel them,
@@ -78,7 +78,6 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=settings.grace_s, access_log=None)
     await runner.setup()
     try:
-        await feed.start()
         await forwarder.start()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
         try:
@@ -86,6 +85,9 @@ async def _serve(settings: ProxySettings, cfg: Config, out: Output) -> int:
         except OSError as e:
             raise UsageError(f"--host/--port: cannot listen on {settings.host}:{settings.port}: "
                              f"{e.strerror or e}") from None
+        # After listening, so a port in use fails at once; a record made before the worker is
+        # up counts as dropped and is read back from the log.
+        await feed.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         out.info(f"kvern proxy listening on http://{settings.host}:{port} -> {settings.public_upstream}")
         out.info(f"log: {settings.log_dir}/ (content: {settings.content}); store: {settings.store}; "

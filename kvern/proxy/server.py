@@ -35,7 +35,10 @@ from kvern.proxy.sse import StreamAccumulator
 
 RECORDED_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-connection", "te",
-                        "trailer", "transfer-encoding", "upgrade", "host", "content-length"})
+                        "trailer", "transfer-encoding", "upgrade", "host", "content-length", "expect"})
+"""Headers that belong to one connection, not to the request (RFC 9110 §7.6.1), and those the
+proxy's HTTP client sets itself for the bytes it sends (``Host``, ``Content-Length``); the body
+has been read whole, so an ``Expect: 100-continue`` was already answered."""
 
 
 def error_body(status: int, kind: str, message: str) -> bytes:
