@@ -255,7 +255,6 @@ class Worker:
             self.prediction_error = e.message
             self.out.warn(f"kvern proxy: no predictions: {e.message}")
         self.ready = True
-        self.flush(0)
 
     # -- batches -----------------------------------------------------------------------------
     def flush(self, queue_depth: int) -> None:
@@ -344,7 +343,9 @@ def main() -> int:
         frames.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
-    worker.warm_up()
+    # Warm up on the side: a proxy stopped before any request need not wait for it.
+    warm = threading.Thread(target=worker.warm_up, daemon=True)
+    warm.start()
     last_flush = last_snap = time.monotonic()
     while True:
         try:
@@ -357,8 +358,11 @@ def main() -> int:
             file, _, line = frame.partition(b"\n")
             try:
                 if frame.startswith(b"#"):
-                    worker.mark(int(frame[1:]))
+                    if int(frame[1:]) > worker.next_seq:
+                        warm.join()
+                        worker.mark(int(frame[1:]))
                 else:
+                    warm.join()
                     worker.take(file.decode(), json.loads(line))
             except Exception as e:  # one bad record must not stop the analytics
                 out.warn(f"kvern proxy analytics: skipped a record ({type(e).__name__})")
@@ -374,4 +378,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    os._exit(code)  # everything is flushed; do not wait for a warm-up thread still importing

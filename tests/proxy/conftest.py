@@ -7,25 +7,19 @@ fixtures are the live tests' (``tests/live``), skipped without the binary.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "tests" / "live"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
 
-from llama_proc import Server, free_port, llama_server_binary, start_server  # noqa: E402
-from tiny_gguf import write_tiny_llama  # noqa: E402
+from llama_proc import Server, free_port, llama_server_binary, start_server
+from proxy_helpers import HERE, Proc, env, wait_http
+from tiny_gguf import write_tiny_llama
 
 TEST_CONFIG = """
 proxy:
@@ -37,55 +31,6 @@ proxy:
 """
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    return env
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.get(url, timeout=1.0)
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} never answered:\n{log.read_text()[-3000:]}")
-
-
-@dataclass
-class Proc:
-    url: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    folder: Path
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def health(self) -> dict:
-        return httpx.get(self.url + "/health", timeout=5).json()
-
-    def wait_analyzed(self, n: int, timeout: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            h = self.health()
-            if h["analytics"]["analyzed"] >= n:
-                return h
-            time.sleep(0.1)
-        raise AssertionError(f"analytics stuck: {self.health()}")
-
-
 @pytest.fixture
 def fake_upstream(tmp_path: Path) -> Iterator[Callable[[], Proc]]:
     started: list[Proc] = []
@@ -95,7 +40,7 @@ def fake_upstream(tmp_path: Path) -> Iterator[Callable[[], Proc]]:
         log = tmp_path / f"upstream{len(started)}.log"
         with open(log, "wb") as sink:
             proc = subprocess.Popen([sys.executable, str(HERE / "fake_upstream.py"), str(port)],
-                                    stdout=sink, stderr=subprocess.STDOUT, env=_env())
+                                    stdout=sink, stderr=subprocess.STDOUT, env=env())
         p = Proc(f"http://127.0.0.1:{port}", port, proc, log, tmp_path)
         started.append(p)
         wait_http(p.url + "/v1/models", proc, log)
@@ -123,7 +68,7 @@ def proxy(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         cmd = [sys.executable, "-m", "kvern", "proxy", "--upstream", upstream, "--port", str(port),
                "--log-dir", str(folder / "logs"), "--config", str(config), *flags]
         with open(log, "wb") as sink:
-            proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=_env(), cwd=folder)
+            proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=env(), cwd=folder)
         p = Proc(f"http://127.0.0.1:{port}", port, proc, log, folder / "logs")
         started.append(p)
         wait_http(p.url + "/health", proc, log)

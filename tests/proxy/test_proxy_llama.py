@@ -17,9 +17,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from conftest import Proc
 from llama_proc import SERVED_MODEL
-from test_faults import SECRET, all_bytes
+from proxy_helpers import SECRET, Proc, all_bytes
 from typer.testing import CliRunner
 
 from kvern.cli import app
@@ -124,17 +123,22 @@ def test_llama_server_through_the_proxy(llama_server, proxy, tmp_path: Path) -> 
     assert h["analytics"]["behind_requests"] == 0
     with sqlite3.connect(p.folder / "analytics.sqlite") as db:
         rows = db.execute("SELECT seq, prompt_tokens, server_prompt_tokens, predicted_cached_tokens, "
-                          "server_cached_tokens FROM requests ORDER BY seq").fetchall()
-    assert len(rows) == n
+                          "server_cached_tokens, outcome, status, endpoint, error, served "
+                          "FROM requests ORDER BY seq").fetchall()
+    # kvern replay retries an attempt that failed on a busy machine, and the proxy records every
+    # attempt: allow a few more records than requests, never fewer.
+    assert n <= len(rows) <= n + 2, [r[5:] for r in rows]
     assert rows[len(reqs)][2] is None  # the plain stream asked for no usage: the server reported none
-    reported = [r for r in rows if r[2] is not None]
-    assert len(reported) == n - 1
+    served = [r for r in rows if r[9]]
+    m = len(served)
+    reported = [r for r in served if r[2] is not None]
+    assert len(reported) == m - 1 >= n - 1
     assert [r[1] for r in reported] == [r[2] for r in reported]  # kvern's tokenization = the server's
     assert [r[3] for r in reported] == [r[4] for r in reported], rows
     analytics = httpx.get(p.url + "/analytics").json()
     overall = analytics["run"]["overall"]
-    assert overall["requests"] == n
-    assert overall["predicted_cached_tokens"] == sum(r[3] for r in rows)
+    assert overall["requests"] == len(rows)
+    assert overall["predicted_cached_tokens"] == sum(r[3] or 0 for r in rows)
     assert overall["server_cached_tokens"] == sum(r[4] for r in reported) > 0
     assert overall["ttft_p50_ms"] is not None and overall["overhead_p99_ms"] is not None
     deadline = time.monotonic() + 10  # the worker snapshots its hot prefixes every 2 s
@@ -144,16 +148,16 @@ def test_llama_server_through_the_proxy(llama_server, proxy, tmp_path: Path) -> 
     hot = models[SERVED_MODEL]
     assert hot["prefixes"] and "operations assistant" in hot["display"]
     metrics = httpx.get(p.url + "/metrics").text
-    assert f'kvern_requests_total{{model="{SERVED_MODEL}"}} {n}' in metrics
+    assert f'kvern_requests_total{{model="{SERVED_MODEL}"}} {len(rows)}' in metrics
     assert p.stop() == 0
     assert SECRET.encode() not in all_bytes(p.folder)
     assert SECRET not in p.log.read_text()
 
     # kvern ingest of the log: the server's prompt token counts, request by request.
     t = load_trace(p.folder, Config())
-    assert t.num_requests == n
-    assert t.table.column("prompt_tokens").to_pylist() == [r[1] for r in rows]
-    assert [x for x, r in zip(t.table.column("prompt_tokens").to_pylist(), rows, strict=True)
+    assert t.num_requests == m
+    assert t.table.column("prompt_tokens").to_pylist() == [r[1] for r in served]
+    assert [x for x, r in zip(t.table.column("prompt_tokens").to_pylist(), served, strict=True)
             if r[2] is not None] == [r[2] for r in reported]
 
     # kvern replay LOGDIR --backend <llama-server>: the recorded traffic replays; a fresh server
@@ -163,6 +167,6 @@ def test_llama_server_through_the_proxy(llama_server, proxy, tmp_path: Path) -> 
                                    "--concurrency", "1", "--json", "-o", str(tmp_path / "again")])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
-    assert summary["succeeded"] == n
-    assert summary["agreed"] == summary["compared"] == n, summary["gap_causes"]
+    assert summary["succeeded"] == m
+    assert summary["agreed"] == summary["compared"] == m, summary["gap_causes"]
     assert np.isclose(summary["observed_token_hit_rate"], overall["server_token_hit_rate"], atol=0.05)

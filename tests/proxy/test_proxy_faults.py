@@ -13,55 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import zstandard
-from conftest import Proc
 from llama_proc import free_port
+from proxy_helpers import AUTH, SECRET, Proc, all_bytes, chat, records, wait_records
 
 from kvern.config import Config
 from kvern.errors import InputError
 from kvern.ingest.pipeline import load_trace
-from kvern.ingest.source import iter_lines, log_files
-
-SECRET = "sk-kvern-test-0123456789abcdef"
-AUTH = {"Authorization": f"Bearer {SECRET}"}
-
-
-def chat(model: str = "fast", stream: bool = False, **extra: object) -> dict:
-    return {"model": model, "stream": stream, "max_tokens": 4,
-            "messages": [{"role": "system", "content": "You are terse."},
-                         {"role": "user", "content": "Say something about caches."}], **extra}
-
-
-def records(folder: Path) -> list[dict]:
-    out = []
-    for f in log_files(folder):
-        out += [item.obj for item in iter_lines(f)]
-    return out
-
-
-def wait_records(folder: Path, n: int, timeout: float = 10.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            recs = records(folder)
-        except Exception:
-            recs = []
-        if len(recs) >= n:
-            return recs
-        time.sleep(0.05)
-    raise AssertionError(f"expected {n} records in {folder}")
-
-
-def all_bytes(folder: Path) -> bytes:
-    """Every file the proxy wrote, decompressed where compressed."""
-    blob = b""
-    for p in folder.rglob("*"):
-        if p.is_file():
-            data = p.read_bytes()
-            if data[:4] == b"\x28\xb5\x2f\xfd":
-                data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
-            blob += data
-    return blob
+from kvern.ingest.source import log_files
 
 
 def test_answers_pass_through_unchanged_and_are_recorded(fake_upstream, proxy) -> None:
