@@ -121,7 +121,7 @@ def test_unparsable_body_is_forwarded_and_recorded_as_unparsed(fake_upstream, pr
 
 def test_sigterm_lets_streams_in_flight_finish(fake_upstream, proxy) -> None:
     up = fake_upstream()
-    p = proxy(up.url, "--profile", "llamacpp", grace=20)
+    p = proxy(up.url, grace=20)
     bodies: list[bytes] = []
 
     def stream() -> None:
@@ -155,8 +155,8 @@ def test_sigterm_lets_streams_in_flight_finish(fake_upstream, proxy) -> None:
 def test_a_full_queue_catches_up_from_the_log(fake_upstream, proxy) -> None:
     up = fake_upstream()
     p = proxy(up.url, "--profile", "llamacpp", queue_mb=0.01)
-    filler = "lorem ipsum dolor sit amet " * 800  # ~20 kB a request: the pipe fills quickly
-    n = 360
+    filler = "lorem ipsum dolor sit amet " * 500  # ~13 kB a request: the pipe fills quickly
+    n = 320
 
     def send(i: int) -> None:
         with httpx.Client(timeout=30) as c:
