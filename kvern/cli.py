@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 # -- shared options ------------------------------------------------------------------------
-TraceArg = Annotated[Path, typer.Argument(help="request log (JSONL, .gz/.zst) or an ingested Parquet trace",
+TraceArg = Annotated[Path, typer.Argument(help="request log (JSONL, .gz/.zst), a folder of them (a "
+                                          "kvern proxy log), or an ingested Parquet trace",
                                           show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="config file (default ./config.yaml)")]
 OutputDirOpt = Annotated[Path | None, typer.Option(
@@ -273,6 +274,42 @@ def analyze(trace: TraceArg, top: TopOpt = 10, top_prefixes: TopPrefixesOpt = 20
     run(trace, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
         setting=SimSetting.from_config(cfg, policy, capacity, profile), top=top, top_prefixes=top_prefixes,
         show_text=show_text, measure=not no_measure, output=output, out=_output(json_mode, quiet))
+
+
+# -- proxy -------------------------------------------------------------------------------
+UpstreamOpt = Annotated[str | None, typer.Option(
+    "--upstream", help="OpenAI-compatible server to forward to, e.g. http://127.0.0.1:8000 "
+    "(default: proxy.upstream)",
+    show_default=False)]
+ProxyHostOpt = Annotated[str | None, typer.Option(
+    "--host", help="address to listen on (default: proxy.host)")]
+ProxyPortOpt = Annotated[int | None, typer.Option(
+    "--port", help="port to listen on; 0 = any (default: proxy.port)")]
+LogDirOpt = Annotated[Path | None, typer.Option(
+    "--log-dir", help="request log folder (default: proxy.log_dir)")]
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="SQLite analytics store (default: in the log folder)")]
+ContentOpt = Annotated[str | None, typer.Option(
+    "--content", help="what the log keeps: full, hashes (no text) or none (default: proxy.content)")]
+ProxyPolicyOpt = Annotated[str | None, typer.Option(
+    "--policy", help="policy of the prediction (default: proxy.policy)")]
+
+
+@app.command()
+@boundary
+def proxy(upstream: UpstreamOpt = None, host: ProxyHostOpt = None, port: ProxyPortOpt = None,
+          log_dir: LogDirOpt = None,
+          store: StoreOpt = None, profile: ProfileOpt = None, policy: ProxyPolicyOpt = None,
+          capacity: CapacityOpt = None, content: ContentOpt = None, config: ConfigOpt = None) -> None:
+    """Proxy an OpenAI-compatible server: record every completion, watch cache reuse live."""
+    from kvern.commands.proxy import proxy as run
+    from kvern.infra.config import load_config
+    from kvern.proxy import resolve
+
+    cfg = load_config(config)
+    settings = resolve(cfg.proxy, upstream=upstream, host=host, port=port, log_dir=log_dir, store=store,
+                       content=content, profile=profile, policy=policy, capacity=capacity)
+    raise typer.Exit(run(settings, cfg, _output()))
 
 
 # -- report / dashboard ------------------------------------------------------------------------

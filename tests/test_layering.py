@@ -49,7 +49,9 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 pkg = name.split(".") if is_pkg else name.split(".")[:-1]
                 pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # "from pkg import mod" needs pkg's __init__ only when something else is imported from it
+            targets = subs + ([base] if any(t not in known for t in subs) else [])
         for t in targets:
             while t and t not in known:
                 t = t.rpartition(".")[0]

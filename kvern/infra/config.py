@@ -100,6 +100,34 @@ class LiveConfig(_Strict):
     default_max_tokens: int = Field(default=16, gt=0)
 
 
+class ProxyConfig(_Strict):
+    """``kvern proxy``: where it listens and records, and how it predicts (docs/proxy.md)."""
+
+    upstream: str | None = Field(default=None, description="server to forward to; --upstream overrides")
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8080, ge=0, le=65535, description="port to listen on (0 = any free port)")
+    log_dir: str = Field(default="proxy-logs", description="folder of the request log")
+    store: str | None = Field(default=None,
+                              description="SQLite analytics store; None = <log_dir>/analytics.sqlite")
+    content: Literal["full", "hashes", "none"] = Field(
+        default="full", description="what the log keeps: full bodies, token-block hashes, or metadata only")
+    profile: str = Field(default="vllm", description="engine profile that predicts cached tokens")
+    policy: str = Field(default="lru", description="eviction policy of the prediction")
+    capacity: str = Field(default="10000", description="simulated cache size: blocks, '64k tok' or bytes")
+    rotate_mb: float = Field(default=256.0, gt=0, description="start a new log file past this size")
+    rotate_minutes: float = Field(default=60.0, gt=0, description="start a new log file after this long")
+    fsync_s: float = Field(default=1.0, gt=0, le=1.0, description="flush the log to disk this often")
+    queue_mb: float = Field(default=64.0, gt=0,
+                            description="analytics queue bound; past it they catch up from the log")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="upstream connect timeout (then 502)")
+    read_timeout_s: float = Field(default=600.0, gt=0,
+                                  description="longest upstream silence (then 504, or a cut)")
+    grace_s: float = Field(default=30.0, ge=0,
+                           description="on Ctrl-C/SIGTERM, how long in-flight requests may finish")
+    window_minutes: int = Field(default=5, gt=0, description="/analytics 'recent' window")
+    hot_prefixes: int = Field(default=20, gt=0, description="hot prefixes per model in /trie/visualize")
+
+
 class GateConfig(_Strict):
     metric: Literal["token_hit_rate", "request_hit_rate", "savings"] = "token_hit_rate"
     min_hit_rate: float | None = Field(default=None, ge=0, le=1)
@@ -120,6 +148,7 @@ class Config(_Strict):
     savings: SavingsConfig = Field(default_factory=SavingsConfig)
     live: LiveConfig = Field(default_factory=LiveConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     output_dir: str = "reports"
 
     def model(self, name: str) -> ModelConfig:

@@ -36,10 +36,17 @@ def cache_dir(cfg: Config) -> Path:
 
 
 def file_digest(path: Path) -> str:
+    """Digest of a log's bytes; of a folder, of its logs' names and bytes (``source.log_files``)."""
+    from kvern.ingest.source import log_files
+
     h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+    folder = path.is_dir()
+    for file in log_files(path):
+        if folder:
+            h.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
     return h.hexdigest()
 
 

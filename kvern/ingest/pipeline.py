@@ -1,7 +1,9 @@
 """Log file -> canonical trace: read, tokenize + normalize, hash into block keys (docs/architecture.md §1-3).
 
-``load_trace`` is what every command calls: it accepts a raw log or an ingested Parquet and
-reuses the ingest cache, so tokenizing happens once per (file, settings).
+``load_trace`` is what every command calls: it accepts a raw log, a folder of logs (read in
+name order as one log, e.g. ``kvern proxy``'s) or an ingested Parquet, and reuses the ingest
+cache, so tokenizing happens once per (input, settings). ``LineConverter`` is the same
+conversion one line at a time, for the proxy's live analytics.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.encode import TemplateError
 from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_format, open_reader
+from kvern.ingest.readers.common import proxy_skip, proxy_without_prompts
 from kvern.ingest.records import Fields, RawRequest
-from kvern.ingest.source import iter_lines
+from kvern.ingest.source import iter_lines, line_id, log_files
 from kvern.ingest.stream import with_block_ids
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, is_parquet, read_trace, write_trace
 
@@ -41,8 +44,8 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
     path = Path(path)
     if path.is_file() and is_parquet(path):
         return read_trace(path)
-    if not path.is_file():
-        raise InputError("no such file" if not path.exists() else "not a file", path)
+    if not path.is_file() and not path.is_dir():
+        raise InputError("no such file or folder" if not path.exists() else "not a file", path)
     options = {"format": fmt, "skip_invalid": skip_invalid, "no_normalize": no_normalize, "model": model}
     entry = cache.cache_dir(cfg) / f"{cache.cache_key(path, cfg, options)}.parquet"
     if not no_cache and entry.is_file():
@@ -69,25 +72,36 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
     readers: dict[str, Reader] = {}
     rows = _Rows()
     conv: _Converter | None = None
-    skipped = 0
-    for item in iter_lines(path, out):
+    skipped = unserved = 0
+    files = log_files(path)
+    for file, item in ((f, i) for f in files for i in iter_lines(f, out)):
         try:
             if isinstance(item, InputError):
                 raise item
+            if proxy_skip(item.obj):
+                unserved += 1
+                continue
+            if proxy_without_prompts(item.obj):
+                raise InputError("a `kvern proxy --content none` record: it keeps no prompts to analyze "
+                                 "(record with --content full or hashes)", file, item.number)
             if conv is None:
                 name = fmt or detect_format(item.obj, path, item.number)
-                conv = _Converter(cfg, name, path, no_normalize=no_normalize, model=model, out=out)
+                conv = _Converter(cfg, name, file, no_normalize=no_normalize, model=model, out=out)
             elif fmt or conv.hash_ids:
                 name = conv.fmt
             else:  # a line of no known shape is parsed as the first format, which names what is missing
                 name = detect_format(item.obj, path, item.number, default=conv.fmt)
                 if name in HASH_ID_FORMATS:
                     raise InputError(f"a {name} line in a {conv.fmt} log; one file holds one kind of trace",
-                                     path, item.number)
+                                     file, item.number)
             reader = readers.get(name)
             if reader is None:
                 reader = readers[name] = open_reader(name, opts)
-            rows.add(conv.convert(reader.parse(Fields(item.obj, path, item.number))))
+            conv.path = file
+            req = reader.parse(Fields(item.obj, file, item.number))
+            if req.request_id is None:
+                req.request_id = line_id(file, req.line, len(files) > 1)
+            rows.add(conv.convert(req))
         except InputError as e:
             if not skip_invalid:
                 raise
@@ -98,6 +112,8 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
         raise InputError(f"no valid request lines ({skipped} skipped)", path)
     if skipped:
         out.warn(f"skipped {skipped} invalid line(s) of {path.name} (--skip-invalid)")
+    if unserved:
+        out.info(f"left out {unserved} proxy record(s) of requests the server did not serve")
     if conv.skipped_parts:
         out.warn(f"dropped {conv.skipped_parts} non-text content part(s) (--skip-invalid)")
     # Request-body formats may mix in one log (a proxy logs chat and completions side by side).
@@ -225,6 +241,43 @@ class _Converter:
         return enc
 
 
+Row = _Row
+"""One converted request: what a trace row is made of."""
+
+
+class LineConverter:
+    """Request-body lines one at a time through ingest's own readers and converter.
+
+    For ``kvern proxy``'s live analytics: the same formats, chat template, normalization and
+    block keys as ``ingest``, so its predictions and a later ``kvern ingest`` of its log agree.
+    """
+
+    def __init__(self, cfg: Config, source: Path, *, out: Output = NULL_OUTPUT) -> None:
+        self._opts = ReadOptions(trace_block_size=cfg.ingest.trace_block_size,
+                                 bailian_block_size=cfg.ingest.bailian_block_size)
+        self._readers: dict[str, Reader] = {}
+        self._conv = _Converter(cfg, "openai-chat", source, no_normalize=False, model=None, out=out)
+        self.source = source
+
+    @property
+    def block_size(self) -> int:
+        return self._conv.block_size
+
+    def row(self, obj: dict[str, Any], line: int) -> Row:
+        """The row of one line; ``InputError`` names what is wrong with it."""
+        name = detect_format(obj, self.source, line)
+        if name in HASH_ID_FORMATS:
+            raise InputError("a hash-id line, not a request body", self.source, line)
+        reader = self._readers.get(name)
+        if reader is None:
+            reader = self._readers[name] = open_reader(name, self._opts)
+        return self._conv.convert(reader.parse(Fields(obj, self.source, line)))
+
+    def tokenizer(self, model: str, line: int = 0) -> Any:
+        """The tokenizer of ``model`` (to decode hot prefixes)."""
+        return self._conv._encoder(model, line).tokenizer
+
+
 # -- rows -> Arrow table ---------------------------------------------------------------------
 
 @dataclass
@@ -278,4 +331,4 @@ class _Rows:
         )
 
 
-__all__ = ["HASH_IDS", "LoadOptions", "ingest", "load_trace", "with_block_sizes"]
+__all__ = ["HASH_IDS", "LineConverter", "LoadOptions", "Row", "ingest", "load_trace", "with_block_sizes"]

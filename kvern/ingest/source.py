@@ -1,4 +1,4 @@
-"""Open a request log and yield its JSON lines, whatever the compression.
+"""Open a request log (or a folder of them) and yield its JSON lines, whatever the compression.
 
 ``.gz`` and ``.zst`` are recognized by their magic bytes, not the file name, so a renamed
 file still reads. Lines stream in constant memory; progress advances by the compressed bytes
@@ -24,6 +24,44 @@ from kvern.infra.errors import InputError
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _BINARY_PROBE = 8192
+_LOG_KINDS = (".jsonl", ".ndjson", ".json")
+_COMPRESSED = (".gz", ".zst")
+
+
+def log_files(path: Path) -> list[Path]:
+    """A log as itself; a folder as its request logs, in name order (``kvern proxy``'s names
+    start with their opening time, so that is time order).
+
+    A folder's logs are its non-hidden ``*.jsonl``/``*.ndjson``/``*.json`` files, plain or
+    ``.gz``/``.zst``; an empty one (a log just begun) is left out, and of ``X.jsonl`` and
+    ``X.jsonl.zst`` side by side (a rotation in progress) only the compressed one is read.
+    """
+    if not path.is_dir():
+        return [path]
+    found = {}
+    for p in path.iterdir():
+        name = p.name
+        base = next((name[: -len(c)] for c in _COMPRESSED if name.endswith(c)), name)
+        if name.startswith(".") or not base.endswith(_LOG_KINDS) or not p.is_file():
+            continue
+        found[name] = p
+    files = [p for name, p in sorted(found.items())
+             if not any(name + c in found for c in _COMPRESSED) and _size(p) > 0]
+    if not files:
+        raise InputError("no request logs in this folder (*.jsonl, *.jsonl.zst, *.jsonl.gz)", path)
+    return files
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except FileNotFoundError:  # compressed and removed since the listing
+        return 0
+
+
+def line_id(path: Path, line: int, multi: bool) -> str:
+    """The request id of a line that has none: its line number, and its file's name in a folder."""
+    return f"{path.name}:{line}" if multi else str(line)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from kvern.ingest.readers.base import ReadOptions
 from kvern.ingest.readers.common import is_wrapper
 from kvern.ingest.readers.openai_chat import OpenAIChatReader
 from kvern.ingest.records import Fields
-from kvern.ingest.source import iter_lines
+from kvern.ingest.source import iter_lines, line_id, log_files
 from kvern.ingest.trace import Trace, is_parquet
 from kvern.live.client import LiveRequest
 
@@ -49,11 +49,12 @@ def chat_bodies(log: Path, out: Output = NULL_OUTPUT) -> dict[str, dict[str, Any
     bodies: dict[str, dict[str, Any]] = {}
     first_line: dict[str, int] = {}
     reader = OpenAIChatReader(ReadOptions(skip_invalid=True))
-    for item in iter_lines(log, out):
+    files = log_files(log)
+    for file, item in ((f, i) for f in files for i in iter_lines(f, out)):
         if isinstance(item, InputError) or not OpenAIChatReader.matches(item.obj):
             continue
         try:
-            raw = reader.parse(Fields(item.obj, log, item.number))
+            raw = reader.parse(Fields(item.obj, file, item.number))
         except InputError:
             continue
         logged = (item.obj["request"] if is_wrapper(item.obj) else item.obj)["messages"]
@@ -66,12 +67,12 @@ def chat_bodies(log: Path, out: Output = NULL_OUTPUT) -> dict[str, dict[str, Any
         body: dict[str, Any] = {"messages": messages}
         if raw.tools:
             body["tools"] = raw.tools
-        key = raw.request_id if raw.request_id is not None else str(raw.line)
+        key = raw.request_id if raw.request_id is not None else line_id(file, raw.line, len(files) > 1)
         if key in first_line:
             # Trace rows are matched to logged requests by id: a repeat would send one row
             # the other's messages.
             raise InputError(f"request id {key!r} repeats line {first_line[key]}; live replay needs "
-                             "one logged request per id", log, item.number)
+                             "one logged request per id", file, item.number)
         first_line[key] = item.number
         bodies[key] = body
     return bodies
@@ -100,7 +101,8 @@ def build_requests(trace: Trace, source: Path | None, *, default_max_tokens: int
     """One request per trace row, in trace (arrival) order."""
     table = trace.table
     has_chat = OpenAIChatReader.name in trace.meta.format.split("+")
-    chats = chat_bodies(source, out) if has_chat and source is not None and not is_parquet(source) else {}
+    chats = (chat_bodies(source, out) if has_chat and source is not None
+             and (source.is_dir() or not is_parquet(source)) else {})
     ids = table.column("request_id").to_pylist()
     models = table.column("model").to_pylist()
     sessions = table.column("session_id").to_pylist()

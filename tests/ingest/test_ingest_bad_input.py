@@ -104,8 +104,9 @@ def test_empty_blank_binary_and_corrupt_files(tmp_path: Path) -> None:
         ingest_rows(tmp_path, [{"hello": 1}])
     with pytest.raises(InputError, match="no such file"):
         load_trace(tmp_path / "missing.jsonl", Config())
-    with pytest.raises(InputError, match="not a file"):
-        load_trace(tmp_path, Config())
+    (tmp_path / "no-logs").mkdir()
+    with pytest.raises(InputError, match="no request logs in this folder"):
+        load_trace(tmp_path / "no-logs", Config())
 
 
 def test_truncated_zstd_is_an_error_not_a_shorter_log(tmp_path: Path) -> None:

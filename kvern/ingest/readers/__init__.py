@@ -16,15 +16,17 @@ from kvern.ingest.readers.base import Reader, ReadOptions
 from kvern.ingest.readers.completions import CompletionsReader, TokensReader
 from kvern.ingest.readers.mooncake import MooncakeReader
 from kvern.ingest.readers.openai_chat import OpenAIChatReader
+from kvern.ingest.readers.proxy_hashes import ProxyHashesReader
 
 FORMATS: dict[str, type[Any]] = {
+    ProxyHashesReader.name: ProxyHashesReader,
     BailianReader.name: BailianReader,
     MooncakeReader.name: MooncakeReader,
     OpenAIChatReader.name: OpenAIChatReader,
     TokensReader.name: TokensReader,
     CompletionsReader.name: CompletionsReader,
 }
-HASH_ID_FORMATS = frozenset({BailianReader.name, MooncakeReader.name})
+HASH_ID_FORMATS = frozenset({BailianReader.name, MooncakeReader.name, ProxyHashesReader.name})
 
 
 def detect_format(obj: dict[str, Any], path: Path, line: int, default: str | None = None) -> str:

@@ -3,7 +3,10 @@
 A line may carry ``timestamp`` (ISO-8601, epoch s or ms), ``request_id``/``id``,
 ``session_id``/``user`` and ``output_tokens`` or a response's ``usage.completion_tokens``.
 The proxy wrapper shape ``{"timestamp", "request": {...}, "response": {...}}`` is unwrapped
-here, so every body reader handles it.
+here, so every body reader handles it. ``kvern proxy`` writes that shape with a
+``kvern_proxy`` key; its records of requests the upstream never served (an error status, an
+unparsable body) are skipped by ingest (``proxy_skip``), and a ``--content none`` log, which
+holds no prompts, is refused with a message that says so.
 """
 
 from __future__ import annotations
@@ -28,6 +31,19 @@ def unwrap(f: Fields) -> tuple[Fields, Fields | None]:
 
 def is_wrapper(obj: dict[str, Any]) -> bool:
     return isinstance(obj.get("request"), dict)
+
+
+PROXY_MARK = "kvern_proxy"
+
+
+def proxy_skip(obj: dict[str, Any]) -> bool:
+    """A ``kvern proxy`` record of a request that never reached the server's cache."""
+    return obj.get(PROXY_MARK) is not None and obj.get("served") is False
+
+
+def proxy_without_prompts(obj: dict[str, Any]) -> bool:
+    """A ``kvern proxy --content none`` record: metadata only, nothing to tokenize."""
+    return obj.get(PROXY_MARK) is not None and obj.get("content") == "none"
 
 
 def metadata(f: Fields, body: Fields, resp: Fields | None) -> RawRequest:
