@@ -29,7 +29,7 @@ from kvern.sim.profiles.base import CacheEngine, Profile, register
 from kvern.sim.prompts import prompts_of
 
 # counters of an IdealCache, by name
-HEAP_LEN, SIZE, EVICTED, ROUNDS = range(4)
+HEAP_LEN, SIZE, EVICTED, ROUNDS, LOGGED = range(5)
 
 
 @register
@@ -72,11 +72,16 @@ class IdealCache(NamedTuple):
     heap: np.ndarray
     """float64[H, 5]: the evictable leaves (``kvern.sim.heap``)."""
     counters: np.ndarray
-    """int64[4]: HEAP_LEN, SIZE, EVICTED, ROUNDS."""
+    """int64[5]: HEAP_LEN, SIZE, EVICTED, ROUNDS, LOGGED."""
+    log: np.ndarray
+    """int64[L]: the ids evicted since the last ``take_evicted`` (empty: the log is off)."""
 
 
 class IdealHeap(CacheEngine):
     """Any policy: evictable leaves in a lazy heap ordered by the policy's priority."""
+
+    _log_state = "cache"
+    _log_slot = LOGGED
 
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int, *, profile: str) -> None:
         super().__init__(stream, policy, capacity_blocks)
@@ -87,9 +92,11 @@ class IdealHeap(CacheEngine):
         self.prompts = prompts_of(stream)
         self.cache = IdealCache(np.zeros(u, np.uint8), np.zeros(u, np.int32), np.zeros(u, np.int64),
                                 np.zeros(u, np.int64), np.zeros((u, 2), np.float64),
-                                heap.new_heap(min(u, self.capacity_blocks + longest)), np.zeros(4, np.int64))
+                                heap.new_heap(min(u, self.capacity_blocks + longest)), np.zeros(5, np.int64),
+                                np.zeros(0, np.int64))
 
     def serve(self, requests: np.ndarray) -> None:
+        self._log_room(requests)
         _serve(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.cache,
                self.cached_tokens)
 
@@ -177,6 +184,9 @@ def _serve(requests, code, state, p, cap, c, cached):  # type: ignore[no-untyped
             c.in_cache[b] = 0
             c.counters[SIZE] -= 1
             c.counters[EVICTED] += 1
+            if len(c.log) > 0:
+                c.log[c.counters[LOGGED]] = b
+                c.counters[LOGGED] += 1
             c.version[b] += 1
             policy_evicted(code, state, p1)
             parent = p.parent[b]
