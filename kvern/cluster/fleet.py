@@ -175,6 +175,7 @@ def _loop(stream: BlockStream, last_token_rule: bool, engines: list[CacheEngine]
                 tiermod.admit(st.mode, ids, lo, hi, admitted, full, evicted, st.cpu, st.cpu_blocks, st.disk,
                               st.disk_blocks, st.disk_blocks > 0, t)
         out.replica[r] = i
+        view.last = i
         if online:
             cached = gpu + lower
             work = tm.prefill_one(p, cached)

@@ -57,6 +57,8 @@ class FleetView:
         self._active: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]
         self._exact_r = -1
         self._exact: list[int] = []
+        self.last = -1
+        """Replica of the previous request: ties are broken cyclically after it (``least``)."""
 
     def advance(self, t: float) -> None:
         """Move the clock to ``t``: requests whose prefill or decode ended by then leave."""
@@ -122,7 +124,9 @@ class FleetView:
         return p if blocks >= hi - lo else min(blocks * self.block_size, p)
 
 
-def least(values: list[int] | list[float], among: list[int] | None = None) -> int:
-    """Index of the smallest value (among ``among``), the lowest index on a tie."""
-    idx = range(len(values)) if among is None else among
-    return min(idx, key=lambda i: (values[i], i))
+def least(values: list[int] | list[float], among: list[int] | None = None, after: int = -1) -> int:
+    """Index of the smallest value (among ``among``); on a tie the first index after ``after``,
+    cyclically (with ``after`` = the previous request's replica, ties rotate like round-robin)."""
+    n = len(values)
+    idx = range(n) if among is None else among
+    return min(idx, key=lambda i: (values[i], (i - after - 1) % n))

@@ -8,7 +8,7 @@ For each worker, with ``overlap`` its cached leading blocks of the request:
 * potential decode (active) blocks = the blocks of the worker's running requests plus the
   request's own;
 * cost = ``overlap_score_weight`` × prefill blocks + decode blocks; the lowest cost wins (ties
-  to the lower index). With ``router_temperature`` > 0 the worker is sampled instead, with
+  rotate: the first after the previous request's replica). With ``router_temperature`` > 0 the worker is sampled instead, with
   probability ∝ exp(−c/T) over the costs normalized to [0, 1] (seeded).
 
 The overlap comes from the KV indexer, a prefix tree built from the workers' KV events
@@ -27,7 +27,7 @@ import numpy as np
 
 from kvern.cluster import blocklru
 from kvern.cluster.routers.base import RouteContext, Router
-from kvern.cluster.view import FleetView
+from kvern.cluster.view import FleetView, least
 
 
 class Dynamo(Router):
@@ -68,7 +68,7 @@ class Dynamo(Router):
             weights = np.array([math.exp(-x / temp) for x in norm])
             i = int(self.rng.choice(view.n, p=weights / weights.sum()))
         else:
-            i = min(range(view.n), key=lambda j: (cost[j], j))
+            i = least(cost, after=view.last)
         self.estimate = ov[i]
         return i
 

@@ -3,7 +3,8 @@ picker), weighted scorers and the max-score picker, as documented in llm-d's
 ``inference-scheduling`` guide and the GIE scorer docs (the Go source was not read).
 
 score(server) = ``prefix_weight`` × prefix + ``queue_weight`` × queue + ``kv_weight`` × kv;
-the highest wins (kvern breaks ties to the lower index; the picker draws among them).
+the highest wins (kvern breaks ties by rotating after the previous request's replica; the picker
+draws among them at random).
 
 * **prefix** (``prefix-cache-scorer``): the share of the request's blocks that lead the
   scorer's record of the server: an approximate per-server LRU of the block hashes of the
@@ -24,7 +25,7 @@ from typing import Any
 
 from kvern.cluster import blocklru
 from kvern.cluster.routers.base import RouteContext, Router
-from kvern.cluster.view import FleetView
+from kvern.cluster.view import FleetView, least
 from kvern.infra.errors import UsageError
 
 
@@ -51,13 +52,12 @@ class LlmD(Router):
         q = view.pending
         q_hi, q_lo = max(q), min(q)
         wp, wq, wk = self.params["prefix_weight"], self.params["queue_weight"], self.params["kv_weight"]
-        best_i, best_s = 0, -1.0
+        neg = []
         for i in range(view.n):
             qs = (q_hi - q[i]) / (q_hi - q_lo) if q_hi > q_lo else 1.0
             util = min(view.active_blocks[i] / view.capacity_blocks[i], 1.0)
-            s = wp * m[i] / n_blocks + wq * qs + wk * (1.0 - util)
-            if s > best_s:
-                best_i, best_s = i, s
+            neg.append(-(wp * m[i] / n_blocks + wq * qs + wk * (1.0 - util)))
+        best_i = least(neg, after=view.last)
         self.estimate = m[best_i]
         return best_i
 

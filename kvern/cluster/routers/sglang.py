@@ -62,15 +62,15 @@ class SGLangRouter(Router):
         hi_l, lo_l = max(load), min(load)
         m = self.matches(r, view)
         if hi_l - lo_l > self.params["balance_abs_threshold"] and hi_l > lo_l * self.params["balance_rel_threshold"]:
-            i = least(load)
+            i = least(load, after=view.last)
         else:
             best = max(m)
             p = int(view.stream.prompt_tokens[r])
             rate = view.tokens(r, best) / p if p else 0.0
             if rate > self.params["cache_threshold"]:
-                i = least(load, [j for j in range(view.n) if m[j] == best])
+                i = least(load, [j for j in range(view.n) if m[j] == best], view.last)
             else:
-                i = least([blocklru.size(t) for t in self.trees])
+                i = least([blocklru.size(t) for t in self.trees], after=view.last)
         self.estimate = m[i]
         return i
 
