@@ -41,6 +41,42 @@ def new_lru(num_unique: int) -> BlockLRU:
                     np.zeros(1, np.int64))
 
 
+def call(fn, key, *args):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` through its compiled entry point, resolved once per ``(fn, key)``.
+
+    Numba's dispatcher types every argument on every call, which for a NamedTuple of arrays
+    costs more than the work of one request; ``key`` names what may vary in the argument
+    types (the caller passes Python ints and floats and arrays of one layout).
+    """
+    entry = _ENTRIES.get((fn, key))
+    if entry is None:
+        entry = _ENTRIES[(fn, key)] = fn.compile(tuple(numba.typeof(a) for a in args))
+    return entry(*args)
+
+
+_ENTRIES: dict = {}
+
+
+def touch_prompt(lru: BlockLRU, ids: np.ndarray, lo: int, hi: int, t: float) -> None:
+    """Touch ``ids[lo:hi]`` tail → head, so that a prefix is more recent than its extensions."""
+    call(_touch_prompt, ids.dtype.char, lru, ids, int(lo), int(hi), float(t))
+
+
+def shrink(lru: BlockLRU, capacity: int) -> int:
+    """Drop least recent entries until at most ``capacity`` remain; return how many went."""
+    return int(call(_shrink, None, lru, int(capacity)))
+
+
+def expire(lru: BlockLRU, oldest: float) -> None:
+    """Drop the entries last touched before ``oldest`` (they sit at the tail)."""
+    call(_expire, None, lru, float(oldest))
+
+
+def leading(ids: np.ndarray, lo: int, hi: int, present: np.ndarray) -> int:
+    """Leading blocks of ``ids[lo:hi]`` that ``present`` (any array, nonzero = held) holds."""
+    return int(call(_leading, (ids.dtype.char, present.dtype.char), ids, int(lo), int(hi), present))
+
+
 def size(lru: BlockLRU) -> int:
     return int(lru.counters[SIZE])
 
@@ -91,14 +127,14 @@ def pop_tail(lru):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def touch_prompt(lru, ids, lo, hi, t):  # type: ignore[no-untyped-def]
+def _touch_prompt(lru, ids, lo, hi, t):  # type: ignore[no-untyped-def]
     """Touch ``ids[lo:hi]`` tail → head, so that a prefix is more recent than its extensions."""
     for j in range(hi - 1, lo - 1, -1):
         push_front(lru, ids[j], t)
 
 
 @numba.njit(cache=True)
-def shrink(lru, capacity):  # type: ignore[no-untyped-def]
+def _shrink(lru, capacity):  # type: ignore[no-untyped-def]
     """Drop least recent entries until at most ``capacity`` remain; return how many went."""
     n = 0
     while lru.counters[SIZE] > capacity:
@@ -108,7 +144,7 @@ def shrink(lru, capacity):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def expire(lru, oldest):  # type: ignore[no-untyped-def]
+def _expire(lru, oldest):  # type: ignore[no-untyped-def]
     """Drop the entries last touched before ``oldest`` (they sit at the tail)."""
     head = len(lru.present)
     while lru.prv[head] != head and lru.stamp[lru.prv[head]] < oldest:
@@ -116,7 +152,7 @@ def expire(lru, oldest):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True)
-def leading(ids, lo, hi, present):  # type: ignore[no-untyped-def]
+def _leading(ids, lo, hi, present):  # type: ignore[no-untyped-def]
     """Leading blocks of ``ids[lo:hi]`` that ``present`` (any array, nonzero = held) holds."""
     k = 0
     while lo + k < hi and present[ids[lo + k]]:

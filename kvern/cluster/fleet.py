@@ -159,11 +159,13 @@ def _loop(stream: BlockStream, last_token_rule: bool, engines: list[CacheEngine]
         if stacks:
             st = stacks[i]
             evicted = eng.take_evicted()
+            pres = view.presence[i]
+            if len(evicted) and pres is not None:  # vllm may evict a key and cache it again at once
+                evicted = evicted[pres[evicted] == 0]
             if not eng.unschedulable[r]:
                 limit = (p - 1) // bs if last_token_rule else n
                 start = min(k, limit)
-                tiermod.lookup(ids, lo, start, limit, st.cpu, st.disk, st.disk_blocks > 0, st.found)
-                nc, nd = int(st.found[0]), int(st.found[1])
+                nc, nd = tiermod.lookup(ids, lo, start, limit, st)
                 if nc + nd:
                     total = _tokens(view, r, start + nc + nd, last_token_rule)
                     lower = max(total - gpu, 0)
@@ -172,8 +174,7 @@ def _loop(stream: BlockStream, last_token_rule: bool, engines: list[CacheEngine]
                     out.disk_tokens[r] = lower - c
                 admitted = min(n, cap) if not last_token_rule else n
                 full = n if not last_token_rule else p // bs
-                tiermod.admit(st.mode, ids, lo, hi, admitted, full, evicted, st.cpu, st.cpu_blocks, st.disk,
-                              st.disk_blocks, st.disk_blocks > 0, t)
+                tiermod.admit(st, ids, lo, hi, admitted, full, evicted, t)
         out.replica[r] = i
         view.last = i
         if online:

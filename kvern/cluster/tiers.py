@@ -99,7 +99,7 @@ class TierStack:
 
 
 @numba.njit(cache=True)
-def lookup(ids, lo, start, limit, cpu, disk, has_disk, found):  # type: ignore[no-untyped-def]
+def _lookup(ids, lo, start, limit, cpu, disk, has_disk, found):  # type: ignore[no-untyped-def]
     """Blocks ``ids[lo+start : lo+limit]`` found as a run in the tiers; counts per tier in ``found``."""
     found[0] = 0
     found[1] = 0
@@ -130,7 +130,7 @@ def _demote(b, cpu, cpu_cap, disk, disk_cap, has_disk, t):  # type: ignore[no-un
 
 
 @numba.njit(cache=True)
-def admit(mode, ids, lo, hi, gpu_admitted, full, evicted, cpu, cpu_cap, disk, disk_cap, has_disk,
+def _admit(mode, ids, lo, hi, gpu_admitted, full, evicted, cpu, cpu_cap, disk, disk_cap, has_disk,
           t):  # type: ignore[no-untyped-def]
     """After the GPU served the request ``ids[lo:hi]``: the tiers' admission (module docstring).
 
@@ -153,6 +153,21 @@ def admit(mode, ids, lo, hi, gpu_admitted, full, evicted, cpu, cpu_cap, disk, di
     # blocks of a request longer than the GPU (ideal admits its head only) are written down
     for j in range(hi - lo - 1, gpu_admitted - 1, -1):
         _demote(ids[lo + j], cpu, cpu_cap, disk, disk_cap, has_disk, t)
+
+
+def lookup(ids: np.ndarray, lo: int, start: int, limit: int, st: TierStack) -> tuple[int, int]:
+    """Blocks found as a run from ``start`` (< ``limit``) in the CPU and in the disk tier."""
+    blocklru.call(_lookup, ids.dtype.char, ids, int(lo), int(start), int(limit), st.cpu, st.disk,
+                  st.disk_blocks > 0, st.found)
+    return int(st.found[0]), int(st.found[1])
+
+
+def admit(st: TierStack, ids: np.ndarray, lo: int, hi: int, gpu_admitted: int, full: int, evicted: np.ndarray,
+          t: float) -> None:
+    """The tiers' admission after the GPU served ``ids[lo:hi]`` (module docstring)."""
+    blocklru.call(_admit, ids.dtype.char, st.mode, ids, int(lo), int(hi), int(gpu_admitted), int(full),
+                  np.ascontiguousarray(evicted, np.int64), st.cpu, st.cpu_blocks, st.disk, st.disk_blocks,
+                  st.disk_blocks > 0, float(t))
 
 
 def offload_blocks(spec: OffloadSpec, block_size: int, kv_bytes_per_token: int | None, model: str

@@ -65,7 +65,7 @@ class LRUEngine(CacheEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        _serve(requests, self._ids, self._offsets, self._prompt, self.stream.block_size, self.capacity_blocks,
+        self._call(_serve, requests, self._ids, self._offsets, self._prompt, self.stream.block_size, self.capacity_blocks,
                self.last_token_rule, self.lru, self.cached_tokens, self.found_blocks)
 
     def cached_prefix(self, request: int) -> int:

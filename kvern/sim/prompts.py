@@ -25,7 +25,20 @@ class Prompts(NamedTuple):
     block_size: int
 
 
+_LAST: list[tuple[BlockStream, Prompts]] = []
+"""The last stream's arrays: the replicas of a fleet share them instead of copying them each."""
+
+
 def prompts_of(stream: BlockStream) -> Prompts:
+    """The arrays of ``stream`` (the same object for the same stream twice in a row; read-only)."""
+    if _LAST and _LAST[0][0] is stream:
+        return _LAST[0][1]
+    prompts = _prompts(stream)
+    _LAST[:] = [(stream, prompts)]
+    return prompts
+
+
+def _prompts(stream: BlockStream) -> Prompts:
     return Prompts(np.ascontiguousarray(stream.req_offsets, dtype=np.int64),
                    stream.block_ids.astype(np.int64), stream.prompt_tokens.astype(np.int64),
                    stream.parent.astype(np.int64), -stream.depth.astype(np.int64), int(stream.block_size))

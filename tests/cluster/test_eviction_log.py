@@ -15,8 +15,10 @@ from tests.sim.sim_helpers import BS, make_stream, requests
 @settings(max_examples=40, deadline=None)
 @given(reqs=requests(max_requests=20))
 def test_log_is_what_left_the_cache(profile: str, policy: str, reqs: list) -> None:
-    # Served one request at a time, the ids logged for a request are exactly the blocks that
-    # were cached before it, or admitted by it, and are not cached after it.
+    # Served one request at a time, the ids logged for a request were cached before it or
+    # admitted by it, and every block cached before it and gone after it was logged. (vLLM
+    # may drop a key and cache it again in the same request: a request that recomputes its
+    # only block takes the free queue's head, which can be that block's own slot.)
     stream = make_stream(reqs, BS)
     eng = get_profile(profile).engine(stream, make_policy(policy), 3)
     eng.enable_eviction_log()
@@ -28,7 +30,9 @@ def test_log_is_what_left_the_cache(profile: str, policy: str, reqs: list) -> No
         logged = eng.take_evicted().tolist()
         assert len(logged) == len(set(logged))
         touched = before | set(stream.blocks_of(r).tolist())
-        assert set(logged) <= touched - after
+        assert set(logged) <= touched
+        if profile == "ideal":
+            assert not set(logged) & after
         assert (before - after) <= set(logged)
         seen |= set(logged)
     assert len(eng.take_evicted()) == 0

@@ -114,6 +114,24 @@ class CacheEngine(ABC):
         state.counters[self._log_slot] = 0
         return out
 
+    def _call(self, fn, requests: np.ndarray, *args) -> None:  # type: ignore[no-untyped-def]
+        """``fn(requests, *args)``, with ``fn``'s compiled version resolved once per engine.
+
+        Numba's dispatcher types every argument on every call, which for the engines' state
+        NamedTuples costs ~0.3 ms: more than serving one request. An engine's arguments keep
+        their types for its whole life, so it looks the entry point up once; a ``requests``
+        array of another layout goes through the dispatcher as before.
+        """
+        if requests.dtype != np.int64 or requests.ndim != 1 or not requests.flags.c_contiguous:
+            fn(requests, *args)
+            return
+        entry = self.__dict__.get("_entry")
+        if entry is None:
+            import numba
+
+            entry = self.__dict__["_entry"] = fn.compile(tuple(numba.typeof(a) for a in (requests, *args)))
+        entry(requests, *args)
+
     def _log_target(self):  # type: ignore[no-untyped-def]
         if self._log_state is None:
             raise NotImplementedError(f"profile {self.profile} ({type(self).__name__}) keeps no eviction log")

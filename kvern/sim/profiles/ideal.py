@@ -97,7 +97,7 @@ class IdealHeap(CacheEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        _serve(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.cache,
+        self._call(_serve, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.cache,
                self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:

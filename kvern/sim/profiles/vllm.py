@@ -159,7 +159,7 @@ class VllmQueue(_VllmEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        _serve_queue(requests, self.prompts, self.capacity_blocks, self.copies, self.queue,
+        self._call(_serve_queue, requests, self.prompts, self.capacity_blocks, self.copies, self.queue,
                      self.cached_tokens, self.unschedulable)
 
     @property
@@ -209,7 +209,7 @@ class VllmHeap(_VllmEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        _serve_heap(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.copies,
+        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.copies,
                     self.free, self.cached_tokens, self.unschedulable)
 
     @property
