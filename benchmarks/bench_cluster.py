@@ -39,7 +39,6 @@ def main() -> None:
     trace = generate(p)
     keep = min(args.requests, trace.num_requests)
     stream = to_stream(trace)
-    sub = np.arange(keep, dtype=np.int64)
     print(f"trace: {stream.num_requests:,} requests generated, first {keep:,} served; "
           f"{int(stream.req_offsets[keep]):,} block accesses, {stream.num_unique:,} unique blocks "
           f"of {args.block_size} tokens")
@@ -56,14 +55,14 @@ def main() -> None:
     total = 0.0
     for name in ROUTER_NAMES:
         t0 = time.perf_counter()
-        run = run_setting(stream, args.profile, pol, args.replicas, args.capacity, ROUTERS[name], {}, sessions, 0,
-                          tm, outs)
+        run = run_setting(stream, args.profile, pol, args.replicas, args.capacity, ROUTERS[name], {},
+                          sessions, 0, tm, outs)
         dt = time.perf_counter() - t0
         total += dt
         hit = run.cached_tokens.sum() / stream.prompt_tokens.sum()
         print(f"{name:13s} {dt:6.1f} s  {keep / dt:9,.0f} req/s  token hit rate {hit:.1%}")
-    print(f"total {total:.1f} s for {len(ROUTER_NAMES)} routers × {args.replicas} replicas × {keep:,} requests "
-          f"(profile {args.profile}, {args.capacity:,} blocks per replica) — sub: {len(sub):,}")
+    print(f"total {total:.1f} s for {len(ROUTER_NAMES)} routers × {args.replicas} replicas × "
+          f"{keep:,} requests (profile {args.profile}, {args.capacity:,} blocks per replica)")
 
 
 def _head(stream, n):  # type: ignore[no-untyped-def]

@@ -111,9 +111,8 @@ def _empty(n: int, cap: int) -> SettingRun:
     z = np.zeros(n, np.int64)
     f = np.zeros(n, np.float64)
     m = np.full(n, -1, np.int64)
-    return SettingRun(np.zeros(n, np.int32), z.copy(), z.copy(), z.copy(), np.zeros(n, bool), f.copy(),
-                      f.copy(), f.copy(), f.copy(), f.copy(), m.copy(), m.copy(), m.copy(), m.copy(), m.copy(),
-                      0, cap)
+    return SettingRun(np.zeros(n, np.int32), z.copy(), z.copy(), z.copy(), np.zeros(n, bool),
+                      *(f.copy() for _ in range(5)), *(m.copy() for _ in range(5)), 0, cap)
 
 
 def _loop(stream: BlockStream, last_token_rule: bool, engines: list[CacheEngine], router: Router,

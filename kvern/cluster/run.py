@@ -198,13 +198,14 @@ def _result(trace: Trace, cfg: Config, done: list[Setting], streams: Mapping[str
     requests = pa.concat_tables(parts) if parts else REQUESTS_SCHEMA.empty_table()
     tms = {m: time_model(cfg, m) for m in models}
     settings = {
-        "trace": trace.meta.source, "profile": profile, "policy": policy, "replicas": counts, "routers": names,
+        "trace": trace.meta.source, "profile": profile, "policy": policy, "replicas": counts,
+        "routers": names,
         "router_params": {k: dict(v) for k, v in sorted(params.items())},
         "capacities": [s.label for s in specs], "offloads": [o.label for o in offs],
         "offload_admission": mode, "models": models, "block_size": trace.meta.block_size,
         "time_model": {m: {"prefill": tm.basis, "estimate": True,
-                           "transfer": "priced" if tm.kv_bytes_per_token is not None else "not priced (no KV size)"}
-                       for m, tm in tms.items()},
+                           "transfer": "priced" if tm.kv_bytes_per_token is not None
+                           else "not priced (no KV size)"} for m, tm in tms.items()},
         "effective_flops": cfg.savings.effective_flops,
         "prefill_tokens_per_s": cfg.cluster.prefill_tokens_per_s,
         "decode_s_per_token": cfg.cluster.decode_s_per_token,

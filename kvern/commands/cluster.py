@@ -43,7 +43,8 @@ def cluster(trace_path: Path, cfg: Config, load: LoadOptions, *, replicas: str |
     trace = load.load(trace_path, cfg, out)
     return run_and_report(
         lambda: run_cluster(trace, cfg, replicas=replicas or cfg.cluster.replicas,
-                            routers=routers or cfg.cluster.routers, capacities=capacity or cfg.cluster.capacity,
-                            profile=profile, policy=policy, offloads=list(offload or []), params=parsed, out=out),
+                            routers=routers or cfg.cluster.routers,
+                            capacities=capacity or cfg.cluster.capacity, profile=profile, policy=policy,
+                            offloads=list(offload or []), params=parsed, out=out),
         run_folder(cfg, "cluster", trace_path, profile, output),
         write=write_cluster, show=lambda r: out.result(cluster_renderable(r), r.document()), out=out)

@@ -122,7 +122,8 @@ class ClusterConfig(_Strict):
     prefill_tokens_per_s: float = Field(
         default=10000.0, gt=0, description="prefill speed for a model without params/hidden in its geometry")
     decode_s_per_token: float = Field(default=0.02, ge=0, description="decode time per output token")
-    default_output_tokens: int = Field(default=128, ge=0, description="output length of a request that logs none")
+    default_output_tokens: int = Field(
+        default=128, ge=0, description="output length of a request that logs none")
     kv_bytes_per_token: int | None = Field(
         default=None, gt=0, description="KV bytes per token for a model without geometry (tier transfers)")
     cpu_gb_per_s: float = Field(default=25.0, gt=0, description="CPU tier -> GPU load bandwidth (PCIe), GB/s")

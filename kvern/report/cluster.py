@@ -142,7 +142,8 @@ def cluster_renderable(result: ClusterResult) -> RenderableType:
         tiers = off != "none"
         title = (f"{result.trace_name or 'trace'} · profile {result.profile} · {group[0]['policy']} · "
                  f"{cap} per replica · offload {off}" + (" · PARTIAL" if result.partial else ""))
-        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False,
+        t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
+                  pad_edge=False,
                   caption="hit: token hit rate (tier: from offload tiers); lost: one cache of the summed\n"
                           "capacity minus the fleet's GPU hit rate, points; imb: max/mean prefill tokens\n"
                           "per replica; spread: replicas' hit rates; p50/p99: TTFT, time-model estimate;\n"
@@ -160,12 +161,14 @@ def cluster_renderable(result: ClusterResult) -> RenderableType:
             t.add_row(
                 str(r["replicas"]) if r["replicas"] != last else "", r["router_label"],
                 f"{r['token_hit_rate']:.1%}",
-                *([f"{r['gpu_token_hit_rate']:.1%}", f"{r['cpu_token_hit_rate'] + r['disk_token_hit_rate']:.1%}"]
+                *([f"{r['gpu_token_hit_rate']:.1%}",
+                   f"{r['cpu_token_hit_rate'] + r['disk_token_hit_rate']:.1%}"]
                   if tiers else [f"{r['replica_hit_rate_min']:.0%}–{r['replica_hit_rate_max']:.0%}"]),
                 f"{r['hit_rate_lost'] * 100:.1f}", f"{r['prefill_imbalance_max_mean']:.2f}",
                 _secs(r["ttft_p50_s"]), _secs(r["ttft_p99_s"]),
                 "—" if r["false_hits"] is None else f"{r['false_hits']:,}",
-                "—" if r["regret_tokens"] is None else f"{r['regret_tokens'] / max(r['prompt_tokens'], 1):.1%}",
+                "—" if r["regret_tokens"] is None
+                else f"{r['regret_tokens'] / max(r['prompt_tokens'], 1):.1%}",
                 style="bold green" if r["token_hit_rate"] == best and r["replicas"] > 1 else None)
             last = r["replicas"]
         tables.append(t)

@@ -65,8 +65,9 @@ class LRUEngine(CacheEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve, requests, self._ids, self._offsets, self._prompt, self.stream.block_size, self.capacity_blocks,
-               self.last_token_rule, self.lru, self.cached_tokens, self.found_blocks)
+        self._call(_serve, requests, self._ids, self._offsets, self._prompt, self.stream.block_size,
+                   self.capacity_blocks, self.last_token_rule, self.lru, self.cached_tokens,
+                   self.found_blocks)
 
     def cached_prefix(self, request: int) -> int:
         blocks, present = self.stream.blocks_of(request), self.lru.present

@@ -65,6 +65,7 @@ def test_cluster_refuses_what_it_cannot_model(tmp_path: Path) -> None:
         (["--offload", "disk=10"], "CPU tier"),
     ]
     for extra, message in cases:
-        r = CliRunner().invoke(app, ["cluster", str(log), "--capacity", "8", "-o", str(tmp_path / "x"), *extra])
+        r = CliRunner().invoke(app, ["cluster", str(log), "--capacity", "8", "-o", str(tmp_path / "x"),
+                                     *extra])
         assert r.exit_code == 2, (extra, r.output)
         assert message in r.output, (extra, r.output)

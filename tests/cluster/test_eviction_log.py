@@ -11,7 +11,8 @@ from kvern.sim.profiles import get_profile
 from tests.sim.sim_helpers import BS, make_stream, requests
 
 
-@pytest.mark.parametrize("profile,policy", [("ideal", "lru"), ("ideal", "lfu"), ("vllm", "lru"), ("vllm", "fifo")])
+@pytest.mark.parametrize("profile,policy",
+                         [("ideal", "lru"), ("ideal", "lfu"), ("vllm", "lru"), ("vllm", "fifo")])
 @settings(max_examples=40, deadline=None)
 @given(reqs=requests(max_requests=20))
 def test_log_is_what_left_the_cache(profile: str, policy: str, reqs: list) -> None:

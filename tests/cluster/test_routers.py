@@ -155,7 +155,8 @@ def test_llmd_lru_capacity_forgets() -> None:
 def test_params_and_names() -> None:
     stream = make_stream([(list("a"), 4)], BS)
     ctx = RouteContext(2, stream, [None], 10, 0)
-    assert make_router("sglang", ctx, {"cache_threshold": "0.3"}).display_name == "sglang(cache_threshold=0.3)"
+    named = make_router("sglang", ctx, {"cache_threshold": "0.3"}).display_name
+    assert named == "sglang(cache_threshold=0.3)"
     assert make_router("dynamo", ctx, {"kv_events": "false"}).params["kv_events"] is False
     with pytest.raises(UsageError, match="valid: "):
         make_router("dynamo", ctx, {"nope": 1})

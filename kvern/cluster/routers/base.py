@@ -66,7 +66,7 @@ class Router(ABC):
     def route(self, r: int, view: FleetView) -> int:
         return int(self._assigned[r])
 
-    def routed(self, r: int, replica: int, view: FleetView) -> None:
+    def routed(self, r: int, replica: int, view: FleetView) -> None:  # noqa: B027 - optional hook
         """Request ``r`` was served by ``replica`` (update the router's own estimate)."""
 
     @property

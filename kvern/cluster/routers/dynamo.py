@@ -8,8 +8,8 @@ For each worker, with ``overlap`` its cached leading blocks of the request:
 * potential decode (active) blocks = the blocks of the worker's running requests plus the
   request's own;
 * cost = ``overlap_score_weight`` × prefill blocks + decode blocks; the lowest cost wins (ties
-  rotate: the first after the previous request's replica). With ``router_temperature`` > 0 the worker is sampled instead, with
-  probability ∝ exp(−c/T) over the costs normalized to [0, 1] (seeded).
+  rotate: the first after the previous request's replica). With ``router_temperature`` > 0
+  the worker is sampled instead, with probability ∝ exp(−c/T) over the costs normalized to [0, 1] (seeded).
 
 The overlap comes from the KV indexer, a prefix tree built from the workers' KV events
 (stored/removed): with ``kv_events=true`` (Dynamo's default) the router therefore sees each
@@ -21,7 +21,7 @@ forgotten ``router_ttl_s`` seconds after its last use. Block size = the trace's 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -33,8 +33,8 @@ from kvern.cluster.view import FleetView, least
 class Dynamo(Router):
     name = "dynamo"
     summary = "Dynamo KV router: min overlap_score_weight × prefill blocks + decode blocks"
-    defaults = {"overlap_score_weight": 1.0, "router_temperature": 0.0, "kv_events": True,
-                "router_ttl_s": 120.0}
+    defaults: ClassVar[dict[str, Any]] = {"overlap_score_weight": 1.0, "router_temperature": 0.0,
+                                          "kv_events": True, "router_ttl_s": 120.0}
     cache_aware = True
 
     def __init__(self, ctx: RouteContext, params: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ Weights default to the guide's profile: prefix 3, queue 2, kv 2. Block size = th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from kvern.cluster import blocklru
 from kvern.cluster.routers.base import RouteContext, Router
@@ -32,7 +32,7 @@ from kvern.infra.errors import UsageError
 class LlmD(Router):
     name = "llm-d"
     summary = "llm-d weighted scorers: approximate prefix LRU, queue, KV utilization"
-    defaults = {"prefix_weight": 3.0, "queue_weight": 2.0, "kv_weight": 2.0,
+    defaults: ClassVar[dict[str, Any]] = {"prefix_weight": 3.0, "queue_weight": 2.0, "kv_weight": 2.0,
                 "lru_capacity_per_server": 31250, "estimate": "approx"}
     cache_aware = True
 

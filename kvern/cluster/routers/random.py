@@ -6,6 +6,8 @@ As SGLang router's ``random`` policy and Dynamo's ``--router-mode random``.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 
 from kvern.cluster.routers.base import Router
@@ -14,7 +16,7 @@ from kvern.cluster.routers.base import Router
 class Random(Router):
     name = "random"
     summary = "uniform random replica (seeded)"
-    defaults = {"seed": -1}
+    defaults: ClassVar[dict[str, Any]] = {"seed": -1}
     online = False
 
     def assign(self) -> np.ndarray:

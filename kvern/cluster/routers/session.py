@@ -10,6 +10,8 @@ fallback of prefix-hash affinity.
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import xxhash
 
@@ -19,7 +21,7 @@ from kvern.cluster.routers.base import Router
 class Session(Router):
     name = "session"
     summary = "consistent hashing of the session id (first block without one)"
-    defaults = {"vnodes": 100}
+    defaults: ClassVar[dict[str, Any]] = {"vnodes": 100}
     online = False
 
     def assign(self) -> np.ndarray:

@@ -27,7 +27,7 @@ estimate the tests compare with ``prefix``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from kvern.cluster import blocklru
 from kvern.cluster.routers.base import RouteContext, Router
@@ -38,8 +38,9 @@ from kvern.infra.errors import UsageError
 class SGLangRouter(Router):
     name = "sglang"
     summary = "SGLang router cache_aware: approximate tree, cache_threshold, balance thresholds"
-    defaults = {"cache_threshold": 0.5, "balance_abs_threshold": 32, "balance_rel_threshold": 1.0001,
-                "eviction_interval_s": 60.0, "max_tree_size": 2**24, "estimate": "approx"}
+    defaults: ClassVar[dict[str, Any]] = {
+        "cache_threshold": 0.5, "balance_abs_threshold": 32, "balance_rel_threshold": 1.0001,
+        "eviction_interval_s": 60.0, "max_tree_size": 2**24, "estimate": "approx"}
     cache_aware = True
 
     def __init__(self, ctx: RouteContext, params: dict[str, Any]) -> None:
@@ -61,7 +62,8 @@ class SGLangRouter(Router):
         load = view.running
         hi_l, lo_l = max(load), min(load)
         m = self.matches(r, view)
-        if hi_l - lo_l > self.params["balance_abs_threshold"] and hi_l > lo_l * self.params["balance_rel_threshold"]:
+        p_abs, p_rel = self.params["balance_abs_threshold"], self.params["balance_rel_threshold"]
+        if hi_l - lo_l > p_abs and hi_l > lo_l * p_rel:
             i = least(load, after=view.last)
         else:
             best = max(m)

@@ -97,8 +97,8 @@ class IdealHeap(CacheEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.cache,
-               self.cached_tokens)
+        self._call(_serve, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks,
+                   self.cache, self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:
         return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.cache.in_cache))

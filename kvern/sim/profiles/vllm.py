@@ -209,8 +209,8 @@ class VllmHeap(_VllmEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.copies,
-                    self.free, self.cached_tokens, self.unschedulable)
+        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks,
+                   self.copies, self.free, self.cached_tokens, self.unschedulable)
 
     @property
     def evicted_blocks(self) -> int:
