@@ -312,6 +312,37 @@ def proxy(upstream: UpstreamOpt = None, host: ProxyHostOpt = None, port: ProxyPo
     raise typer.Exit(run(settings, cfg, _output()))
 
 
+# -- cluster -----------------------------------------------------------------------------
+ReplicasOpt = Annotated[str | None, typer.Option(
+    "--replicas", help="replica counts side by side, e.g. 1,2,4,8 (default: cluster.replicas)")]
+RouterOpt = Annotated[str | None, typer.Option(
+    "--router", help="routers: round-robin,random,session,least-loaded,prefix,dynamo,sglang,llm-d")]
+OffloadOpt = Annotated[list[str] | None, typer.Option(
+    "--offload", help="offload tiers per replica, cpu=64GiB[,disk=1TiB] (repeatable; none is always run)")]
+RouterParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", help="router parameter ROUTER.KEY=VALUE, e.g. sglang.cache_threshold=0.3 (repeatable)")]
+
+
+@app.command()
+@boundary
+def cluster(trace: TraceArg, replicas: ReplicasOpt = None, router: RouterOpt = None,
+            capacity: CapacityOpt = None, offload: OffloadOpt = None, profile: ProfileOpt = None,
+            policy: PolicyOpt = "lru", param: RouterParamOpt = None, output: OutputDirOpt = None,
+            config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
+            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
+            no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
+            trace_block_size: TraceBlockSizeOpt = None,
+            json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+    """Simulate N replicas behind routers (with offload tiers): reuse kept and lost, imbalance, TTFT."""
+    from kvern.commands.cluster import cluster as run
+    from kvern.infra.config import load_config
+
+    run(trace, load_config(config),
+        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+        replicas=replicas, routers=router, capacity=capacity, offload=offload, profile=profile, policy=policy,
+        params=param, output=output, out=_output(json_mode, quiet))
+
+
 # -- report / dashboard ------------------------------------------------------------------------
 FoldersArg = Annotated[list[Path], typer.Argument(help="report folder(s) any kvern command wrote",
                                                   show_default=False)]

@@ -137,6 +137,28 @@ class GateConfig(_Strict):
     profile: str = "vllm"
 
 
+class ClusterConfig(_Strict):
+    """``kvern cluster``: defaults of the fleet sweep and the documented time model (docs/cluster.md)."""
+
+    replicas: str = Field(default="1,2,4,8", description="replica counts to compare")
+    routers: list[str] = Field(default_factory=lambda: ["round-robin", "session", "least-loaded", "prefix",
+                                                        "dynamo", "sglang", "llm-d"])
+    capacity: str = Field(default="10000", description="GPU cache per replica: blocks, '64k tok' or 8GiB")
+    offload_admission: Literal["auto", "store", "evict"] = Field(
+        default="auto", description="offload tiers: store (vLLM native), evict (exclusive); auto = store "
+        "under vllm, evict under ideal")
+    prefill_tokens_per_s: float = Field(
+        default=10000.0, gt=0, description="prefill speed for a model without params/hidden in its geometry")
+    decode_s_per_token: float = Field(default=0.02, ge=0, description="decode time per output token")
+    default_output_tokens: int = Field(
+        default=128, ge=0, description="output length of a request that logs none")
+    kv_bytes_per_token: int | None = Field(
+        default=None, gt=0, description="KV bytes per token for a model without geometry (tier transfers)")
+    cpu_gb_per_s: float = Field(default=25.0, gt=0, description="CPU tier -> GPU load bandwidth (PCIe), GB/s")
+    disk_gb_per_s: float = Field(default=3.0, gt=0, description="disk tier -> GPU load bandwidth, GB/s")
+    seed: int = Field(default=0, description="seed of the random router and of sampling routers")
+
+
 class Config(_Strict):
     default_tokenizer: str | None = Field(
         default=DEFAULT_TOKENIZER, description="tokenizer for models without an entry; null = an error"
@@ -149,6 +171,7 @@ class Config(_Strict):
     live: LiveConfig = Field(default_factory=LiveConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     output_dir: str = "reports"
 
     def model(self, name: str) -> ModelConfig:

@@ -21,7 +21,7 @@ from kvern.ingest.stream import BlockStream
 from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy, make_policy
 
-SIZE, EVICTED = 0, 1
+SIZE, EVICTED, LOGGED = 0, 1, 2
 """The recency list's counters, by name."""
 
 
@@ -35,13 +35,17 @@ class RecencyList(NamedTuple):
     present: np.ndarray
     """bool[U]"""
     counters: np.ndarray
-    """int64[2]: SIZE, EVICTED."""
+    """int64[3]: SIZE, EVICTED, LOGGED."""
+    log: np.ndarray
+    """int64[L]: the ids evicted since the last ``take_evicted`` (empty: the log is off)."""
 
 
 class LRUEngine(CacheEngine):
     """The ideal model under LRU, optionally with the last-token rule (for the curve's checks)."""
 
     profile: ClassVar[str] = "ideal"
+    _log_state = "lru"
+    _log_slot = LOGGED
 
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int, *,
                  last_token_rule: bool = False) -> None:
@@ -50,7 +54,8 @@ class LRUEngine(CacheEngine):
         nxt = np.empty(u + 1, np.int32)
         prv = np.empty(u + 1, np.int32)
         nxt[u] = prv[u] = u
-        self.lru = RecencyList(nxt, prv, np.zeros(u, np.bool_), np.zeros(2, np.int64))
+        self.lru = RecencyList(nxt, prv, np.zeros(u, np.bool_), np.zeros(3, np.int64),
+                               np.zeros(0, np.int64))
         self.last_token_rule = last_token_rule
         self.found_blocks = np.zeros(stream.num_requests, np.int32)
         """int32[R]: leading blocks found at arrival (the cached prefix, before any cap)."""
@@ -59,8 +64,10 @@ class LRUEngine(CacheEngine):
         self._prompt = np.ascontiguousarray(stream.prompt_tokens, dtype=np.int32)
 
     def serve(self, requests: np.ndarray) -> None:
-        _serve(requests, self._ids, self._offsets, self._prompt, self.stream.block_size, self.capacity_blocks,
-               self.last_token_rule, self.lru, self.cached_tokens, self.found_blocks)
+        self._log_room(requests)
+        self._call(_serve, requests, self._ids, self._offsets, self._prompt, self.stream.block_size,
+                   self.capacity_blocks, self.last_token_rule, self.lru, self.cached_tokens,
+                   self.found_blocks)
 
     def cached_prefix(self, request: int) -> int:
         blocks, present = self.stream.blocks_of(request), self.lru.present
@@ -117,6 +124,8 @@ def _serve(requests: np.ndarray, ids: np.ndarray, offsets: np.ndarray, prompt: n
     head = len(present)
     size = lru.counters[SIZE]
     evicted = lru.counters[EVICTED]
+    log = lru.log
+    logged = lru.counters[LOGGED]
     for r in requests:
         s = offsets[r]
         e = offsets[r + 1]
@@ -156,5 +165,9 @@ def _serve(requests: np.ndarray, ids: np.ndarray, offsets: np.ndarray, prompt: n
             present[v] = False
             size -= 1
             evicted += 1
+            if len(log) > 0:
+                log[logged] = v
+                logged += 1
     lru.counters[SIZE] = size
     lru.counters[EVICTED] = evicted
+    lru.counters[LOGGED] = logged

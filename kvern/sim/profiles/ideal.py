@@ -29,8 +29,9 @@ from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pic
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of an IdealCache, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's)
-HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1 = range(5)
+# counters of an IdealCache, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's;
+# LOGGED: ids in the eviction log)
+HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1, LOGGED = range(6)
 
 
 @register
@@ -73,11 +74,16 @@ class IdealCache(NamedTuple):
     heap: np.ndarray
     """float64[Q, H, 5]: the evictable leaves (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[5]: HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1."""
+    """int64[6]: HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1, LOGGED."""
+    log: np.ndarray
+    """int64[L]: the ids evicted since the last ``take_evicted`` (empty: the log is off)."""
 
 
 class IdealHeap(CacheEngine):
     """Any policy: evictable leaves in a lazy heap ordered by the policy's priority."""
+
+    _log_state = "cache"
+    _log_slot = LOGGED
 
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int, *, profile: str) -> None:
         super().__init__(stream, policy, capacity_blocks)
@@ -89,11 +95,12 @@ class IdealHeap(CacheEngine):
         self.cache = IdealCache(np.zeros(u, np.uint8), np.zeros(u, np.int32), np.zeros(u, np.int64),
                                 np.zeros(u, np.int64), np.zeros((u, 2), np.float64),
                                 heap.new_heaps(policy.queues, min(u, self.capacity_blocks + longest)),
-                                np.zeros(5, np.int64))
+                                np.zeros(6, np.int64), np.zeros(0, np.int64))
 
     def serve(self, requests: np.ndarray) -> None:
-        _serve(requests, self.policy.code, self.policy.evict_first, self.state, self.prompts,
-               self.capacity_blocks, self.cache, self.cached_tokens)
+        self._log_room(requests)
+        self._call(_serve, requests, self.policy.code, self.policy.evict_first, self.state, self.prompts,
+                   self.capacity_blocks, self.cache, self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:
         return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.cache.in_cache))
@@ -226,6 +233,9 @@ def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: igno
             c.in_cache[b] = 0
             c.counters[SIZE] -= 1
             c.counters[EVICTED] += 1
+            if len(c.log) > 0:
+                c.log[c.counters[LOGGED]] = b
+                c.counters[LOGGED] += 1
             c.version[b] += 1
             policy_evicted(code, state, b, b, p1)
             parent = p.parent[b]

@@ -62,8 +62,11 @@ from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pic
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of the policy-generic engine, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's)
-HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1 = range(5)
+# counters of the policy-generic engine, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's;
+# LOGGED: keys in the eviction log)
+HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED = range(6)
+Q_EVICTED, Q_LOGGED = 0, 1
+"""The free queue's counters, by name."""
 
 
 @register
@@ -131,11 +134,16 @@ class FreeQueue(NamedTuple):
     prev_slot: np.ndarray
     """int64[C+2]"""
     counters: np.ndarray
-    """int64[1]: evictions."""
+    """int64[2]: Q_EVICTED, Q_LOGGED."""
+    log: np.ndarray
+    """int64[L]: keys whose last cached copy was dropped since the last ``take_evicted`` (empty: off)."""
 
 
 class VllmQueue(_VllmEngine):
     """LRU exactly as ``BlockPool``: the free queue itself."""
+
+    _log_state = "queue"
+    _log_slot = Q_LOGGED
 
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
         super().__init__(stream, policy, capacity_blocks)
@@ -147,17 +155,18 @@ class VllmQueue(_VllmEngine):
         prv[0], nxt[cap - 1] = cap, cap + 1
         nxt[cap], prv[cap + 1] = 0, cap - 1
         prv[cap], nxt[cap + 1] = -1, -1
-        self.queue = FreeQueue(nxt, prv, np.zeros(1, np.int64))
+        self.queue = FreeQueue(nxt, prv, np.zeros(2, np.int64), np.zeros(0, np.int64))
         self.copies = _copies(stream, cap)
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
-        _serve_queue(requests, self.prompts, self.capacity_blocks, self.copies, self.queue,
+        self._log_room(requests)
+        self._call(_serve_queue, requests, self.prompts, self.capacity_blocks, self.copies, self.queue,
                      self.cached_tokens, self.unschedulable)
 
     @property
     def evicted_blocks(self) -> int:
-        return int(self.queue.counters[0])
+        return int(self.queue.counters[Q_EVICTED])
 
 
 class Candidates(NamedTuple):
@@ -178,11 +187,16 @@ class Candidates(NamedTuple):
     heap: np.ndarray
     """float64[Q, H, 5]: the evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[5]: HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1."""
+    """int64[6]: HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED."""
+    log: np.ndarray
+    """int64[L]: keys whose last cached copy was dropped since the last ``take_evicted`` (empty: off)."""
 
 
 class VllmHeap(_VllmEngine):
     """Any policy: the free queue's cached part ordered by the policy (see the module docstring)."""
+
+    _log_state = "free"
+    _log_slot = LOGGED
 
     def __init__(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> None:
         super().__init__(stream, policy, capacity_blocks)
@@ -192,12 +206,14 @@ class VllmHeap(_VllmEngine):
         self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
                                np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int64),
                                np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64),
-                               heap.new_heaps(policy.queues, cap), np.array([0, cap, 0, 0, 0], np.int64))
+                               heap.new_heaps(policy.queues, cap), np.array([0, cap, 0, 0, 0, 0], np.int64),
+                               np.zeros(0, np.int64))
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
-        _serve_heap(requests, self.policy.code, self.state, self.prompts, self.capacity_blocks, self.copies,
-                    self.free, self.cached_tokens, self.unschedulable)
+        self._log_room(requests)
+        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks,
+                   self.copies, self.free, self.cached_tokens, self.unschedulable)
 
     @property
     def evicted_blocks(self) -> int:
@@ -285,8 +301,11 @@ def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore
             assert s != q_tail, "free queue empty although the request fits the pool"
             _q_remove(s, q)
             if c.slot_key[s] >= 0:
-                _drop_copy(s, c)
-                q.counters[0] += 1
+                key = _drop_copy(s, c)
+                q.counters[Q_EVICTED] += 1
+                if len(q.log) > 0 and c.count[key] == 0:
+                    q.log[q.counters[Q_LOGGED]] = key
+                    q.counters[Q_LOGGED] += 1
             held[j] = s
         for j in range(k, full):
             _add_copy(held[j], p.ids[lo + j], c)
@@ -404,6 +423,9 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             f.is_free[s] = 0
             f.version[s] += 1
             f.counters[EVICTED] += 1
+            if len(f.log) > 0 and c.count[key] == 0:
+                f.log[f.counters[LOGGED]] = key
+                f.counters[LOGGED] += 1
             policy_evicted(code, state, s, key, p1)
             if c.count[key] == 0 and p.parent[key] >= 0:
                 pk = p.parent[key]
