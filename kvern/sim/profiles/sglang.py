@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import kvern.sim.profiles.radix_kernel as rk
 from kvern.ingest.stream import BlockStream
 from kvern.sim.engine import CacheEngine
 from kvern.sim.policies import Policy
-from kvern.sim.profiles import radix_kernel as rk
 from kvern.sim.profiles.base import Profile, register
 
 
