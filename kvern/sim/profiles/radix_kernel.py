@@ -9,8 +9,9 @@ start. The rest is one row per node:
 * ``parent``, ``lock`` (``lock_ref``), ``children`` (a count: ``len(node.children)``);
 * ``time`` (``last_access_time``, the number of the walk that last touched the node), which
   doubles as the version of its heap rows: it only grows, and a row whose time is older is stale;
-* ``serial``, the node id in creation order, as SGLang's ``TreeNode.counter`` assigns it; the
-  eviction heap's order is ``(time, serial)``, so ties break as in SGLang's ``heapq`` over nodes.
+* ``serial``, the node id in creation order, as SGLang's ``TreeNode.counter`` assigns it. The
+  eviction heap's order is ``(time, serial)``: SGLang ranks leaves by ``last_access_time``
+  alone, and the nodes of one walk share a time, so such ties break toward the older node.
 
 Child lookup (``node.children[get_child_key(key)]``) is an open-addressing table of node slots,
 keyed by (parent slot, first page) read back from the child's own row; linear probing, deletion

@@ -26,8 +26,8 @@ What it reproduces, from ``radix_cache.py`` and ``common.py``:
 Only ``lru`` (SGLang's default ``--radix-eviction-policy``) is offered: SGLang's other
 strategies rank nodes by fields this model does not track.
 
-The tree is compiled over flat arrays (``kvern.sim.profiles.radix_kernel``); node ids are
-assigned in SGLang's order, so eviction ties (equal access times) break as in its heap.
+The tree is compiled over flat arrays (``kvern.sim.profiles.radix_kernel``). Access times
+are walk numbers, so the nodes of one walk tie; ``evict`` takes the older node (lower id) first.
 """
 
 from __future__ import annotations
