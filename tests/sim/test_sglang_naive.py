@@ -186,7 +186,7 @@ def test_a_long_stream_grows_compacts_and_reuses_slots() -> None:
     small = check(stream, 12, chunks=(1, 7, 300))
     assert small.evicted_blocks > 10 * small.capacity_pages
     big = check(stream, 400, chunks=(1, 7, 300))
-    assert len(big.tree.parent) > 64 and big.evicted_blocks > 0  # it grew, and still evicted
+    assert len(big.tree.node) > 64 and big.evicted_blocks > 0  # it grew, and still evicted
 
 
 @pytest.mark.slow

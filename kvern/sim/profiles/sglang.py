@@ -78,7 +78,7 @@ class RadixEngine(CacheEngine):
 
     def cached_prefix(self, request: int) -> int:
         """Tokens of the page-aligned prompt in the tree (``match_prefix`` without its side effects)."""
-        return int(rk.cached_prefix(self.tree, self.keys, int(request))) * (1 if self.by_token else
+        return int(rk.cached_prefix(self.tree, self.keys, np.int64(request))) * (1 if self.by_token else
                                                                              self.stream.block_size)
 
     def cached_blocks(self) -> np.ndarray:
