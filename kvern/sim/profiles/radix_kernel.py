@@ -94,8 +94,9 @@ def radix_keys(stream: BlockStream) -> RadixKeys:
 
 
 def new_tree(nodes: int = 64) -> RadixTree:
-    """An empty tree (the root, locked for good, as ``RadixCache.reset`` makes it) with room for ``nodes``."""
-    t = _empty(max(int(nodes), 2 * NEW_PER_REQUEST))
+    """An empty tree (the root, locked for good, as ``RadixCache.reset`` makes it) with room for
+    ``nodes`` (rounded up to a power of two: the child table's size is a mask)."""
+    t = _empty(1 << max(int(nodes) - 1, 2 * NEW_PER_REQUEST).bit_length())
     t.node[ROOT, PARENT] = -1
     t.node[ROOT, LOCK] = 1
     t.node[ROOT, SERIAL] = 0

@@ -78,8 +78,8 @@ class RadixEngine(CacheEngine):
 
     def cached_prefix(self, request: int) -> int:
         """Tokens of the page-aligned prompt in the tree (``match_prefix`` without its side effects)."""
-        return int(rk.cached_prefix(self.tree, self.keys, np.int64(request))) * (1 if self.by_token else
-                                                                             self.stream.block_size)
+        pages = int(rk.cached_prefix(self.tree, self.keys, np.int64(request)))
+        return pages if self.by_token else pages * self.stream.block_size
 
     def cached_blocks(self) -> np.ndarray:
         """The interned ids of the whole blocks the tree holds (on a token tree: of the stream's
