@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AllowInfNan, BaseModel, BeforeValidator, Strict, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kvern.infra.errors import UsageError
 from kvern.infra.files import register_input
@@ -191,7 +201,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise UsageError(f"--config: {path} is a folder, not a config file") from None
     except UnicodeDecodeError as e:
         line = e.object[: e.start].count(b"\n") + 1
-        raise UsageError(f"{path}:{line}: not UTF-8 text (byte {e.start}); a config file is UTF-8 YAML") from None
+        raise UsageError(f"{path}:{line}: not UTF-8 text (byte {e.start}); a config file is UTF-8 YAML"
+                         ) from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
     try:

@@ -26,7 +26,7 @@ def interruptible(fn: Callable[[], T], poll_s: float = 0.05) -> T:
     def work() -> None:
         try:
             box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller below
+        except BaseException as e:
             box["error"] = e
 
     thread = threading.Thread(target=work, name="kvern-interruptible", daemon=True)

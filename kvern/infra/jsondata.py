@@ -72,7 +72,7 @@ def _check_text(s: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise JsonProblem(f"a lone UTF-16 surrogate ({ascii(s[e.start])}) in a string; "
+        raise JsonProblem(f"a lone UTF-16 surrogate ({s[e.start]!a}) in a string; "
                           "that is not text any tokenizer or server accepts") from None
 
 
