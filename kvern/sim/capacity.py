@@ -145,7 +145,7 @@ def say_capacity_bound(stream: BlockStream, profile: str, caps: Sequence[tuple[s
     bound = useful_capacity(stream, profile)
     over = [label for label, blocks in caps if bound is not None and blocks > bound]
     if over:
-        out.warn(f"--capacity {', '.join(over[:3])}{' …' if len(over) > 3 else ''}: more than the "
+        out.info(f"note: --capacity {', '.join(over[:3])}{' …' if len(over) > 3 else ''}: more than the "
                  f"{bound:,} blocks model {stream.model!r} can ever fill in this trace; simulated as "
                  f"{bound:,} blocks, where nothing is evicted (the same hits as any larger cache)")
 

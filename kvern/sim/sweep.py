@@ -304,8 +304,9 @@ def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Map
     results: list[SimResult | None] = []
     for (_m, _n, cap, _p), slot in zip(tasks, slots, strict=True):
         res = done[slot]
-        results.append(None if res is None or res.capacity_blocks == cap
-                       else dataclasses.replace(res, capacity_blocks=cap))
+        if res is not None and res.capacity_blocks != cap:
+            res = dataclasses.replace(res, capacity_blocks=cap)
+        results.append(res)
     return results, interrupted
 
 

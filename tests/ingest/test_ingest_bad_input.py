@@ -170,7 +170,8 @@ def test_cli_unwritable_output_exit_2_without_traceback(tmp_path: Path,
     write_jsonl(tmp_path / "log.jsonl", [GOOD])
     Path("out").mkdir()
     Path("file").write_text("x")
-    for target, message in (("out", "out: a folder"), ("file/t.parquet", "file/t.parquet: cannot write there")):
+    for target, message in (("out", "out: a folder"),
+                            ("file/t.parquet", "file/t.parquet: cannot write there")):
         res = CliRunner().invoke(app, ["ingest", "log.jsonl", "-o", target])
         assert res.exit_code == 2, res.output
         assert message in res.output and "Traceback" not in res.output
