@@ -140,16 +140,20 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C (and SIGTERM) back for a few renames: delivered when the block ends, so a
-    second Ctrl-C cannot cut a folder swap in half. A no-op off the main thread or off POSIX."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Hold Ctrl-C back for a few renames: a Ctrl-C during the block is raised when it ends, so
+    a second Ctrl-C cannot cut a folder swap in half. (A handler swap, not a signal mask: the
+    kernel may hand the signal to any thread.) A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, _frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+    if pending:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

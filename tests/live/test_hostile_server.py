@@ -30,8 +30,11 @@ def _sse(usage: object, *, extra: str = "") -> bytes:
 
 
 def _usage(cached: object, prompt: object = 40) -> dict:
-    return {"prompt_tokens": prompt, "completion_tokens": 1,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": 1,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
 
 
 DONE = b"data: [DONE]\n\n"
@@ -98,8 +101,12 @@ class Hostile:
 
 def _log(tmp_path: Path, n: int) -> Path:
     path = tmp_path / "log.jsonl"
-    path.write_text("".join(json.dumps({"model": "m", "prompt": f"a shared prefix of some length {i}"}) + "\n"
-                            for i in range(n)))
+    path.write_text(
+        "".join(
+            json.dumps({"model": "m", "prompt": f"a shared prefix of some length {i}"}) + "\n"
+            for i in range(n)
+        )
+    )
     return path
 
 
@@ -111,9 +118,25 @@ def log(tmp_path: Path) -> Iterator[Path]:
 def _run(log: Path, modes: list[str], tmp_path: Path) -> tuple[object, Path, Hostile]:
     out = tmp_path / "live"
     with Hostile(modes) as server:
-        res = CliRunner().invoke(app, ["replay", str(log), "--backend", f"http://127.0.0.1:{server.port}",
-                                       "--api-key", KEY, "--retries", "0", "--concurrency", "1",
-                                       "--capacity", "100", "-o", str(out)])
+        res = CliRunner().invoke(
+            app,
+            [
+                "replay",
+                str(log),
+                "--backend",
+                f"http://127.0.0.1:{server.port}",
+                "--api-key",
+                KEY,
+                "--retries",
+                "0",
+                "--concurrency",
+                "1",
+                "--capacity",
+                "100",
+                "-o",
+                str(out),
+            ],
+        )
     return res, out, server
 
 
