@@ -177,11 +177,46 @@ class Config(_Strict):
     output_dir: str = "reports"
 
     def model(self, name: str) -> ModelConfig:
-        return self.models.get(name) or ModelConfig()
+        """``models.<name>``, its geometry filled in where the config has none
+        (``kvern.infra.geometry``: config.json, the local HF cache, the built-in table)."""
+        own = self.models.get(name) or ModelConfig()
+        if own.geometry is not None:
+            return own
+        found = derived_geometry(name, own)
+        return own if found is None else own.model_copy(update={"geometry": found})
 
     def rules_for(self, model: str) -> list[NormalizeRule]:
         own = self.model(model).normalize
         return self.normalize if own is None else own
+
+
+def derived_geometry(name: str, model: ModelConfig) -> KVGeometry | None:
+    """A geometry for a model without one: ``config_json``, then the config.json of its
+    tokenizer (a local folder or the local HF cache) or of its own hub name, then the table."""
+    from kvern.infra import geometry as g
+
+    candidates: list[Path | None] = []
+    if model.config_json:
+        candidates.append(Path(model.config_json))
+    for hub in (model.tokenizer, name):
+        if hub and not hub.startswith("kvern:"):
+            candidates.append(g.hub_config_json(hub))
+    for path in candidates:
+        fields = g.from_config_json(path) if path is not None else None
+        if fields:
+            return _geometry(fields, g.builtin_geometry(name))
+    fields = g.builtin_geometry(name)
+    return None if fields is None else _geometry(fields, None)
+
+
+def _geometry(fields: dict[str, Any], table: dict[str, Any] | None) -> KVGeometry | None:
+    """``fields`` as a KVGeometry; a config.json has no parameter count, the table may."""
+    if table is not None and "params" not in fields and fields.get("layers") == table.get("layers"):
+        fields = {**fields, "params": table["params"]}
+    try:
+        return KVGeometry.model_validate(fields)
+    except ValidationError:
+        return None
 
 
 def load_config(path: str | Path | None = None) -> Config:
