@@ -335,3 +335,24 @@ def test_a_capacity_beyond_the_trace_runs_at_the_trace_size_and_says_so(work: Pa
     ref = json.loads(small)["summary"][0]
     assert rows[1_000_000_000]["cached_tokens"] == ref["cached_tokens"]
     assert rows[1_000_000_000]["evicted_blocks"] == 0
+
+
+def test_an_io_error_while_reading_is_exit_2_naming_the_file(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import kvern.ingest.source as source
+
+    class Failing(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: object) -> int:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(source, "_decompressed", lambda raw: Failing())
+    _write(work / "chat.jsonl", '{"prompt": "x"}\n')
+    code, out = _invoke(["ingest", "chat.jsonl", "-o", "o.parquet"])
+    assert code == 2 and "chat.jsonl: " in out and "Input/output error" in out, out
+    assert "Traceback" not in out and not (work / "o.parquet").exists()

@@ -173,7 +173,11 @@ def replaced_folder(folder: str | Path, owned: Callable[[str], bool]) -> Iterato
     parent = Path(os.path.abspath(folder)).parent
     parent.mkdir(parents=True, exist_ok=True)
     name = Path(os.path.abspath(folder)).name or "report"
-    outer = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".kvern-tmp", dir=parent))
+    try:
+        outer = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".kvern-tmp", dir=parent))
+    except PermissionError:  # `-o .` under a read-only parent: stage inside the folder itself
+        folder.mkdir(parents=True, exist_ok=True)
+        outer = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".kvern-tmp", dir=folder))
     try:
         stage = outer / name
         stage.mkdir()

@@ -141,7 +141,8 @@ def _safe_lines(stream: IO[bytes], path: Path) -> Iterator[bytes]:
     try:
         yield from stream
     except (OSError, EOFError, zstandard.ZstdError) as e:
-        raise InputError(f"cannot decompress (truncated or corrupt file?): {e}", path) from None
+        what = "read error" if type(e) is OSError else "cannot decompress (truncated or corrupt file?)"
+        raise InputError(f"{what}: {e}", path) from None
 
 
 def _parse(line: bytes, number: int, path: Path) -> Line | InputError:
