@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from kvern.infra.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KvernError
+from kvern.infra.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, KvernError, UsageError
 
 app = typer.Typer(
     name="kvern",
@@ -57,6 +57,7 @@ def boundary(fn: F) -> F:
 
         forget_inputs()
         try:
+            _check_text_args(kwargs)
             return fn(*args, **kwargs)
         except KvernError as e:
             Output().error(e.message)
@@ -72,6 +73,19 @@ def boundary(fn: F) -> F:
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_text_args(kwargs: dict[str, Any]) -> None:
+    """An argument with bytes that are not UTF-8 (a lone surrogate once decoded) cannot be a
+    model name, URL or key: one message, not a UnicodeEncodeError deep inside a run."""
+    from kvern.infra.jsondata import has_surrogate
+
+    for name, value in kwargs.items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str) and has_surrogate(v):  # a path may be any bytes: the OS decides
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag}: not valid UTF-8 text: {str(v).encode('utf-8', 'replace')!r}")
 
 
 def _output(json_mode: bool = False, quiet: bool = False) -> Any:
@@ -149,6 +163,15 @@ def replay(trace: TraceArg, policy: PolicyOpt = "lru", capacity: CapacityOpt = N
     """Simulate one policy on a trace (or, with --backend, replay it live and reconcile)."""
     from kvern.infra.config import load_config
 
+    live_only = {"--speedup": speedup, "--rate": rate, "--concurrency": concurrency,
+                 "--max-requests": max_requests, "--duration": duration, "--timeout": timeout,
+                 "--retries": retries, "--served-model": served_model, "--api-key": api_key}
+    given = [flag for flag, value in live_only.items() if value is not None]
+    if backend is None and given:
+        raise UsageError(f"live-replay options without --backend URL ({', '.join(given)}); without "
+                         "--backend, replay simulates and would ignore them")
+    if backend is not None and param:
+        raise UsageError("--param: simulation option; a live replay (--backend) does not use it")
     cfg, out = load_config(config), _output(json_mode, quiet)
     load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size)
     if backend is not None:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kvern.infra.config import GateConfig
 from kvern.infra.errors import InputError, UsageError
 from kvern.infra.files import write_json
+from kvern.infra.jsondata import JsonProblem, parse_json
 
 METRICS: dict[str, str] = {
     "token_hit_rate": "token_hit_rate",
@@ -127,7 +128,15 @@ class Baseline:
     trace: str = ""
     """File name of the trace the baseline was taken from (no folder)."""
 
+    path: str | None = field(default=None, compare=False, repr=False)
+    """Where it was read from (for messages; never written into the file)."""
+
     def value(self, metric: str) -> float:
+        column = METRICS[metric]
+        if self.row.get(column) is None:
+            where = f"{self.path}: " if self.path else ""
+            raise InputError(f"{where}the baseline has no {column} for --metric {metric}; record a new "
+                             "baseline with --update-baseline, or gate on a metric it has")
         return metric_value(self.row, metric)
 
 
@@ -207,29 +216,63 @@ def baseline_from_row(row: Mapping[str, Any], trace: str = "") -> Baseline:
 
 def write_baseline(baseline: Baseline, path: str | Path) -> None:
     """Atomic, deterministic JSON (sorted keys), so a re-recorded baseline diffs cleanly."""
-    write_json({"kvern_baseline": BASELINE_VERSION, **asdict(baseline)}, path)
+    fields = asdict(baseline)
+    fields.pop("path")
+    write_json({"kvern_baseline": BASELINE_VERSION, **fields}, path)
 
 
 def read_baseline(path: str | Path) -> Baseline:
+    """Read and check a baseline file: anything the gate could misread (a metric that is not a
+    number in [0, 1], a missing setting) is an ``InputError`` naming the file (exit 2), never a
+    failed gate (exit 1)."""
     try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = parse_json(Path(path).read_bytes())
     except FileNotFoundError:
         raise InputError("no baseline file; record one with --update-baseline", path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise InputError("a folder, not a baseline file", path) from None
+    except OSError as e:
+        raise InputError(f"cannot read the baseline: {e.strerror or e}", path) from None
+    except JsonProblem as e:
         raise InputError(f"not a JSON baseline ({e})", path) from None
     if not isinstance(raw, dict) or raw.get("kvern_baseline") != BASELINE_VERSION:
         raise InputError(f"not a kvern baseline (version {BASELINE_VERSION} expected)", path)
+    row = raw.get("row")
+    if not isinstance(row, dict):
+        raise InputError("baseline lacks its summary row ('row' must be a JSON object)", path)
+    for metric, column in METRICS.items():
+        value = row.get(column)
+        if value is None:
+            continue  # absent: an error only if the gate asks for this metric (Baseline.value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise InputError(f"corrupt baseline: row.{column} (the {metric} metric) must be a number "
+                             f"from 0 to 1, got {json.dumps(value)[:40]}", path)
     try:
         return Baseline(
-            policy=str(raw["policy"]),
-            profile=str(raw["profile"]),
-            capacity_blocks=int(raw["capacity_blocks"]),
-            block_size=int(raw["block_size"]),
-            row=dict(raw["row"]),
+            policy=_text(raw, "policy"),
+            profile=_text(raw, "profile"),
+            capacity_blocks=_count(raw, "capacity_blocks"),
+            block_size=_count(raw, "block_size", minimum=0),
+            row=dict(row),
             trace=str(raw.get("trace", "")),
+            path=str(path),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"baseline lacks or garbles a field ({e})", path) from None
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} must be a string, got {json.dumps(value)[:40]}")
+    return value
+
+
+def _count(raw: Mapping[str, Any], key: str, minimum: int = 1) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key!r} must be a whole number ≥ {minimum}, got {json.dumps(value)[:40]}")
+    return value
 
 
 def _jsonable(v: Any) -> Any:

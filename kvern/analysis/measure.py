@@ -36,7 +36,22 @@ class SimSetting:
         if "," in setting.capacity or ":" in setting.capacity or "," in setting.policy:
             raise UsageError("--policy/--capacity: the gate judges one policy at one capacity "
                              f"(got {setting.policy!r} at {setting.capacity!r})")
+        setting.check()
         return setting
+
+    def check(self) -> None:
+        """Fail on a profile, policy or capacity that cannot run, before the slow part, even when
+        the run would never reach the simulation (``analyze`` on a trace without breakers)."""
+        from kvern.sim.capacity import parse_capacity
+        from kvern.sim.policies import POLICIES
+        from kvern.sim.profiles import get_profile
+        from kvern.sim.simulate import check_supported
+
+        get_profile(self.profile)
+        if self.policy not in POLICIES:
+            raise UsageError(f"--policy: unknown policy {self.policy!r} (one of {', '.join(POLICIES)})")
+        check_supported(self.profile, self.policy)
+        parse_capacity(self.capacity)
 
 
 @dataclass(frozen=True)

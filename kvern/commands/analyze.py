@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kvern.analysis.measure import RuleGain, SimSetting, measure_rules, no_token_note, trace_decoder
 from kvern.analysis.results import Analysis
-from kvern.commands.common import run_folder, write_page
+from kvern.commands.common import run_folder, write_folder
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.ingest.pipeline import LoadOptions
@@ -21,8 +21,7 @@ def analyze(trace_path: Path, cfg: Config, load: LoadOptions, *, setting: SimSet
     folder = run_folder(cfg, "analyze", trace_path, setting.profile, output)
     analysis = run_analyze(trace_path, cfg, load, setting=setting, top=top, top_prefixes=top_prefixes,
                            show_text=show_text, measure=measure, out=out)
-    write_analysis(analysis, folder)
-    write_page(folder)
+    write_folder(folder, lambda staged: write_analysis(analysis, staged))
     out.info(f"analysis written to {folder}/")
     out.result(analysis_renderable(analysis), analysis.to_dict())
     return analysis

@@ -26,6 +26,15 @@ def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_policy_names(names: str | Sequence[str], flag: str) -> None:
+    """Fail on an unknown policy with the flag the user typed (``--policy`` or ``--policies``)."""
+    from kvern.sim.policies import POLICIES
+
+    for name in names.split(",") if isinstance(names, str) else names:
+        if name.strip() and name.strip() not in POLICIES:
+            raise UsageError(f"{flag}: unknown policy {name.strip()!r} (one of {', '.join(POLICIES)})")
+
+
 def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output: Path | None) -> Path:
     """``--output``, else ``<output_dir>/<command>-<trace name>-<profile>`` (same run, same folder)."""
     if output is not None:
@@ -62,8 +71,7 @@ def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Pa
         if kept is None:
             raise
         stopped, result = e, kept
-    write(result, folder)
-    write_page(folder)
+    write_folder(folder, lambda staged: write(result, staged))
     if stopped is not None:
         out.warn(f"{stopped.message}: the {what} holds what finished, marked partial")
     out.info(f"{what} written to {folder}/")
@@ -71,6 +79,27 @@ def run_and_report(run: Callable[[], R], folder: Path, *, write: Callable[[R, Pa
     if stopped is not None:
         raise Interrupted(f"{stopped.message}; partial {what} written to {folder}/")
     return result
+
+
+def write_folder(folder: Path, write: Callable[[Path], object]) -> None:
+    """Write a report folder as one run: ``write`` fills a staging folder, ``report.html`` is
+    made from it, then it replaces ``folder``'s files and removes what an earlier kvern run left
+    there (``kvern.infra.files.replaced_folder``). Ctrl-C while writing leaves ``folder`` as it was."""
+    from kvern.infra.files import replaced_folder
+    from kvern.report.folder import is_report_file
+
+    with replaced_folder(folder, is_report_file) as staged:
+        write(staged)
+        write_page(staged)
+
+
+def clear_folder(folder: Path) -> list[str]:
+    """Remove an earlier kvern run's files from ``folder`` (a run that writes as it goes, live
+    replay, starts from a folder that holds only its own files)."""
+    from kvern.infra.files import remove_stale
+    from kvern.report.folder import is_report_file
+
+    return remove_stale(folder, set(), is_report_file) if folder.is_dir() else []
 
 
 def write_page(folder: Path) -> Path:

@@ -16,7 +16,7 @@ from kvern.analysis.gate import (
 )
 from kvern.analysis.measure import SimSetting, measure_rules, setting_row, trace_breakers
 from kvern.analysis.results import GateOutcome
-from kvern.commands.common import write_page
+from kvern.commands.common import write_folder
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import GateFailed, UsageError
@@ -35,9 +35,7 @@ def gate(trace_path: Path, cfg: Config, load: LoadOptions, *, baseline: Path | N
     outcome = run_gate(trace_path, cfg, load, baseline=baseline, thresholds=thresholds, setting=setting,
                        update_baseline=update_baseline, out=out)
     if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-        write_json(outcome.to_dict(), output / "gate.json")
-        write_page(output)
+        write_folder(output, lambda staged: write_json(outcome.to_dict(), staged / "gate.json"))
         out.info(f"gate report written to {output}/")
     out.result(gate_renderable(outcome), outcome.to_dict())
     if outcome.verdict is not None and not outcome.verdict.passed:

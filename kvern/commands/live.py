@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kvern.commands.common import write_page
+from kvern.commands.common import clear_folder, write_page
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import BackendError, Interrupted
+from kvern.infra.files import check_target
 from kvern.infra.secrets import register_secret
 from kvern.live.bodies import build_requests
 from kvern.live.client import RetryPolicy
@@ -72,6 +73,8 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
     offsets = schedule(pacing, arrival)
     meta = {"backend": public_url(backend), "trace": trace_path.name, "pacing": pacing.describe(),
             "profile": opts.profile, "requests_planned": len(requests)}
+    check_target(opts.output_dir / "live.parquet")
+    clear_folder(opts.output_dir)  # filled as the run goes: it starts without an earlier run's files
     sink = LiveSink(opts.output_dir / "live.parquet", meta)
     out.info(f"replaying {len(requests)} requests against {public_url(backend)} ({pacing.describe()})")
     settings = LiveSettings(backend=backend, pacing=pacing, retry=retry, duration_s=opts.duration_s,

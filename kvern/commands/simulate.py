@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from kvern.commands.common import parse_params, run_and_report, run_folder, supported_policies
+from kvern.commands.common import (
+    check_policy_names,
+    parse_params,
+    run_and_report,
+    run_folder,
+    supported_policies,
+)
 from kvern.infra.config import Config
 from kvern.infra.console import Output
 from kvern.ingest.pipeline import LoadOptions
@@ -28,6 +34,8 @@ def simulate(trace_path: Path, cfg: Config, load: LoadOptions, *, command: str,
     from kvern.sim.run import run_simulation
 
     profile = profile or cfg.simulate.profile
+    if command == "replay":  # one policy, named by --policy: the message says that flag
+        check_policy_names(policies, "--policy")
     if policies_from_config:
         policies = supported_policies(parse_policy_list(policies), profile, out)
     cfg = load.config(cfg)

@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from kvern.infra.interrupt import LONG_TEXT, interruptible
 from kvern.ingest import chatml
 from kvern.ingest.normalize import Normalizer
 from kvern.ingest.records import RawRequest
@@ -70,7 +71,13 @@ class SegmentEncoder:
 
     def _encode_whole(self, text: str) -> np.ndarray:
         if self._backend is not None:
-            ids = self._backend.encode(text, add_special_tokens=False).ids
+            backend = self._backend
+            if len(text) >= LONG_TEXT:  # encode_batch releases the GIL, so Ctrl-C stays prompt
+                ids = interruptible(lambda: backend.encode_batch([text], add_special_tokens=False)[0].ids)
+            else:
+                ids = backend.encode(text, add_special_tokens=False).ids
+        elif len(text) >= LONG_TEXT:
+            ids = interruptible(lambda: self.tokenizer.encode(text, add_special_tokens=False))
         else:
             ids = self.tokenizer.encode(text, add_special_tokens=False)
         return np.asarray(ids, dtype=np.int32)
@@ -117,4 +124,8 @@ class RequestEncoder:
 
     def encode_prompt(self, prompt: str) -> np.ndarray:
         """A completion prompt: no template, the tokenizer's own special tokens (e.g. BOS) added."""
-        return np.asarray(self.tokenizer(prompt, add_special_tokens=True)["input_ids"], dtype=np.int32)
+        if len(prompt) >= LONG_TEXT:  # a minute of tokenizing must not hold Ctrl-C back
+            ids = interruptible(lambda: self.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        else:
+            ids = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        return np.asarray(ids, dtype=np.int32)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import zstandard
 
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import InputError
+from kvern.infra.jsondata import JsonProblem, parse_json
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -179,16 +179,15 @@ def _safe_lines(stream: IO[bytes], path: Path) -> Iterator[bytes]:
     try:
         yield from stream
     except (OSError, EOFError, zstandard.ZstdError) as e:
-        raise InputError(f"cannot decompress (truncated or corrupt file?): {e}", path) from None
+        what = "read error" if type(e) is OSError else "cannot decompress (truncated or corrupt file?)"
+        raise InputError(f"{what}: {e}", path) from None
 
 
 def _parse(line: bytes, number: int, path: Path) -> Line | InputError:
     try:
-        obj = json.loads(line)
-    except UnicodeDecodeError:
-        return InputError("not valid UTF-8", path, number)
-    except json.JSONDecodeError as e:
-        return InputError(f"bad JSON: {e.msg} (column {e.colno})", path, number)
+        obj = parse_json(line)
+    except JsonProblem as e:
+        return InputError(str(e), path, number)
     if not isinstance(obj, dict):
         return InputError(f"expected a JSON object, got {type(obj).__name__}", path, number)
     return Line(number, obj)

@@ -9,12 +9,14 @@ block has exactly one parent (the block before it in every prompt that holds it)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from kvern.infra.compiled import use_kvern_cache
 from kvern.ingest.trace import BLOCK_IDS, Trace
@@ -76,6 +78,9 @@ class BlockStream:
 def block_streams(trace: Trace) -> dict[str, BlockStream]:
     """Split the trace by model (each model has its own cache) and intern its block keys."""
     table = trace.table
+    if BLOCK_IDS.name in table.column_names and (
+            not trace.meta.block_ids_digest or ids_digest(table) != trace.meta.block_ids_digest):
+        table = table.drop_columns([BLOCK_IDS.name])  # not the ids ingest stored for these rows
     # One pass over the column for every model (dictionary codes), not one comparison per model.
     encoded = pc.dictionary_encode(table.column("model")).combine_chunks()
     codes = encoded.indices.to_numpy(zero_copy_only=False)
@@ -147,7 +152,18 @@ def with_block_ids(trace: Trace) -> Trace:
     table = trace.table
     if BLOCK_IDS.name in table.column_names:
         table = table.drop_columns([BLOCK_IDS.name])
-    return Trace(table.append_column(BLOCK_IDS, column), trace.meta)
+    table = table.append_column(BLOCK_IDS, column)
+    return Trace(table, dataclasses.replace(trace.meta, block_ids_digest=ids_digest(table)))
+
+
+def ids_digest(table: pa.Table) -> str:
+    """xxh3 of the table's flat block keys and block ids (tens of milliseconds for millions)."""
+    h = xxhash.xxh3_64()
+    for name in ("block_keys", BLOCK_IDS.name):
+        col = table.column(name).combine_chunks()
+        h.update(pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+        h.update(np.ascontiguousarray(pc.list_flatten(col).to_numpy(zero_copy_only=False)).tobytes())
+    return h.hexdigest()
 
 
 def _stored_ids(sub: pa.Table, num_requests: int) -> tuple[np.ndarray, int] | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 
+from kvern.infra.jsondata import JsonProblem, parse_json
 from kvern.infra.secrets import scrub
 
 RETRIABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -117,8 +118,9 @@ class AttemptError(Exception):
 @dataclass(slots=True)
 class _Stream:
     first_token_at: float | None = None
-    usage: dict[str, Any] | None = None
-    timings: dict[str, Any] | None = None
+    usage: Any = None
+    """As the server sent it; ``_fill`` checks it."""
+    timings: Any = None
     finish_reason: str | None = None
 
 
@@ -139,6 +141,9 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
             err = AttemptError(f"no complete response within --timeout {policy.timeout_s:g}s")
         except AttemptError as e:
             err = e
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            # a response no check above foresaw: this request's error, never the run's end
+            err = AttemptError(f"unreadable response: {type(e).__name__}: {e}", 200, retriable=False)
         else:
             _fill(res, stream, sent)
             break
@@ -154,22 +159,68 @@ async def send(session: aiohttp.ClientSession, base: str, req: LiveRequest, poli
     return res
 
 
+MAX_TOKENS_FIELD = 2**31 - 1
+"""Largest token count a server may report (the int32 columns of ``live.parquet``)."""
+
+
 def _fill(res: LiveResult, stream: _Stream, sent: float) -> None:
+    """Record a completed attempt. Every server field is checked: an impossible value (a
+    negative, fractional, huge or non-numeric count, ``usage`` that is not an object, more
+    cached than prompt tokens) makes the request an error quoting the raw value, while what
+    the attempt did measure (TTFT, latency, the valid fields) is kept."""
     res.ok, res.status, res.error, res.connect_failed = True, 200, None, False
     res.ttft_s = None if stream.first_token_at is None else stream.first_token_at - sent
     res.finish_reason = stream.finish_reason
-    usage = stream.usage or {}
-    res.server_prompt_tokens = _int(usage.get("prompt_tokens"))
-    res.completion_tokens = _int(usage.get("completion_tokens"))
-    details = usage.get("prompt_tokens_details") or {}
-    res.cached_tokens = _int(details.get("cached_tokens")) if isinstance(details, dict) else None
-    timings = stream.timings or {}
-    res.timings_cache_n = _int(timings.get("cache_n"))
-    res.timings_prompt_n = _int(timings.get("prompt_n"))
+    problems: list[str] = []
+    usage = _object(stream.usage, "usage", problems)
+    res.server_prompt_tokens = _count(usage, "prompt_tokens", "usage", problems)
+    res.completion_tokens = _count(usage, "completion_tokens", "usage", problems)
+    details = _object(usage.get("prompt_tokens_details"), "usage.prompt_tokens_details", problems)
+    res.cached_tokens = _count(details, "cached_tokens", "usage.prompt_tokens_details", problems)
+    timings = _object(stream.timings, "timings", problems)
+    res.timings_cache_n = _count(timings, "cache_n", "timings", problems)
+    res.timings_prompt_n = _count(timings, "prompt_n", "timings", problems)
+    if (res.cached_tokens is not None and res.server_prompt_tokens is not None
+            and res.cached_tokens > res.server_prompt_tokens):
+        problems.append(f"usage.prompt_tokens_details.cached_tokens = {res.cached_tokens} is more than "
+                        f"usage.prompt_tokens = {res.server_prompt_tokens}")
+        res.cached_tokens = None
+    if problems:
+        res.ok = False
+        res.error = scrub("the server sent impossible values: " + "; ".join(problems))[:ERROR_TEXT_CHARS]
 
 
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+def _object(value: Any, name: str, problems: list[str]) -> dict[str, Any]:
+    """``value`` when it is a JSON object; {} for null/absent; else {} and a problem."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{name} = {_raw(value)} (expected an object)")
+    return {}
+
+
+def _count(obj: dict[str, Any], key: str, where: str, problems: list[str]) -> int | None:
+    """A token count: a whole number from 0 to ``MAX_TOKENS_FIELD`` (``16.0`` reads as 16);
+    None when absent; anything else (``"16"``, -1, 1e308, true) None and a problem."""
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, float) and v.is_integer() and abs(v) <= MAX_TOKENS_FIELD:
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_TOKENS_FIELD:
+        problems.append(f"{where}.{key} = {_raw(v)} (expected a whole number from 0 to {MAX_TOKENS_FIELD})")
+        return None
+    return v
+
+
+def _raw(v: Any) -> str:
+    """A server value as it came, short (a huge one must not flood the error column)."""
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
@@ -181,6 +232,13 @@ async def _attempt(session: aiohttp.ClientSession, url: str, req: LiveRequest,
                 raise AttemptError(f"HTTP {resp.status}: {text[:ERROR_TEXT_CHARS].strip()}", resp.status,
                                    retriable=resp.status in RETRIABLE_STATUS,
                                    retry_after=_retry_after(resp))
+            if resp.content_type != "text/event-stream":
+                # An HTML error page from a proxy, plain text, or JSON from a server that
+                # ignored "stream": true: name it, instead of "stream cut" further down.
+                text = redact_prompt((await resp.content.read(2000)).decode("utf-8", "replace"), req.body)
+                raise AttemptError(f"HTTP 200 but {resp.content_type or 'no content type'}, not an event "
+                                   f"stream (is --backend an OpenAI-compatible server?): "
+                                   f"{' '.join(text.split())[:120]}", 200, retriable=False)
             try:
                 return await _read_stream(resp)
             except AttemptError as e:  # an error event in the stream may echo the request too
@@ -244,22 +302,29 @@ def _event(raw: bytes, out: _Stream) -> bool:
     if data == "[DONE]":
         return True
     try:
-        chunk = json.loads(data)
-    except json.JSONDecodeError:
-        raise AttemptError(f"bad stream chunk: {data[:80]!r}", 200) from None
+        chunk = parse_json(data)
+    except JsonProblem as e:
+        raise AttemptError(f"bad stream chunk ({e}): {data[:80]!r}", 200) from None
     if not isinstance(chunk, dict):
         return False
     if "error" in chunk:
         raise AttemptError(f"error in stream: {json.dumps(chunk['error'])[:ERROR_TEXT_CHARS]}", 200)
     choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise AttemptError(f"bad stream chunk: choices = {_raw(choices)} (expected a list)", 200,
+                           retriable=False)
     if choices and out.first_token_at is None:
         out.first_token_at = time.perf_counter()
     for choice in choices:
-        if isinstance(choice, dict) and choice.get("finish_reason"):
-            out.finish_reason = choice["finish_reason"]
-    if chunk.get("usage"):
-        out.usage = chunk["usage"]
-    if isinstance(chunk.get("timings"), dict):
+        reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+        if reason:
+            if not isinstance(reason, str):
+                raise AttemptError(f"bad stream chunk: finish_reason = {_raw(reason)} (expected a string)",
+                                   200, retriable=False)
+            out.finish_reason = reason[:40]
+    if chunk.get("usage") is not None:
+        out.usage = chunk["usage"]  # checked with the other fields when the stream is complete
+    if chunk.get("timings") is not None:
         out.timings = chunk["timings"]
     return False
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from kvern.infra.jsondata import parse_json
+
 # engine: (hit counter, query counters summed)
 _HIT_RATE_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "vllm": ("vllm:prefix_cache_hits_total", ("vllm:prefix_cache_queries_total",)),
@@ -66,8 +68,8 @@ async def get_json(session: aiohttp.ClientSession, url: str, headers: dict[str, 
     """A JSON object from ``GET url`` (e.g. llama-server's ``/props``), or None."""
     try:
         async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5.0)) as resp:
-            data = await resp.json(content_type=None) if resp.status == 200 else None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+            data = parse_json(await resp.read()) if resp.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):  # JsonProblem is a ValueError
         return None
     return data if isinstance(data, dict) else None
 

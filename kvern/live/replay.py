@@ -60,6 +60,8 @@ def public_url(url: str) -> str:
     """The URL without user:password, safe to write down."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
@@ -68,9 +70,30 @@ def server_root(url: str) -> str:
     """The server's root from ``--backend``: an OpenAI-style base URL's ``/v1`` is dropped,
     since kvern appends ``/v1/...`` itself (and reads ``/props`` and ``/metrics`` at the root)."""
     root = url.rstrip("/")
-    if urlsplit(root).scheme not in ("http", "https"):
-        raise UsageError(f"--backend {public_url(root)}: expected an http:// or https:// URL")
+    try:
+        parts = urlsplit(root)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+        host = parts.hostname
+    except ValueError as e:
+        raise UsageError(f"--backend {_shown(root)}: not a valid URL ({e}); "
+                         "expected e.g. http://127.0.0.1:8080") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"--backend {_shown(root)}: expected an http:// or https:// URL")
+    if not host:
+        raise UsageError(f"--backend {_shown(root)}: the URL names no host; expected e.g. http://127.0.0.1:8080")
+    if port == 0:
+        raise UsageError(f"--backend {_shown(root)}: port 0 is not a server's port")
+    if any(c.isspace() for c in root):
+        raise UsageError(f"--backend {_shown(root)}: a URL has no spaces")
     return root.removesuffix("/v1")
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: without user:password where it parses, cut short where it does not."""
+    try:
+        return public_url(url)
+    except ValueError:
+        return url.split("@")[-1][:80]
 
 
 def check_options(opts: LiveOptions) -> None:

@@ -33,6 +33,26 @@ DOCUMENTS: tuple[tuple[str, str], ...] = (
 )
 """(file, kind) in the order a folder is recognized by (the first present wins)."""
 
+REPORT_FILES = frozenset({
+    "requests.parquet", "summary.parquet", "summary.json", "policies.png", "capacity.png", "timeline.png",
+    "sweep.parquet", "sweep.json", "lru_curve.parquet", "sweep.png",
+    "analysis.json", "profile.png", "breakers.png",
+    "gate.json",
+    "live.parquet", "reconcile.parquet", "live_summary.json", "ttft_vs_cached.png",
+    "report.html",
+})
+"""Every file a kvern command writes into a report folder: what a new run may remove there."""
+
+
+def is_report_file(name: str) -> bool:
+    """A file kvern wrote into a report folder: one of ``REPORT_FILES``, or the temp file of an
+    atomic write that a killed run left (``.<name>.<random>.tmp``)."""
+    if name in REPORT_FILES:
+        return True
+    return name.startswith(".") and name.endswith(".tmp") and name[1:].split(".tmp")[0].rsplit(".", 1)[0] \
+        in REPORT_FILES
+
+
 CHART_ORDER = ("policies.png", "capacity.png", "timeline.png", "sweep.png", "ttft_vs_cached.png",
                "breakers.png", "profile.png")
 """Charts in reading order; any other PNG follows, sorted by name."""

@@ -23,7 +23,7 @@ from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import Interrupted, UsageError
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
+from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity, say_capacity_bound
 from kvern.sim.policies import POLICIES, make_policy, parse_policy_list
 from kvern.sim.profiles import get_profile
 from kvern.sim.result import SimResult
@@ -111,6 +111,7 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     plan = []
     for model, stream in streams.items():
         blocks = capacity_blocks(specs, cfg, model, stream.block_size)
+        say_capacity_bound(stream, profile, [(s.label, b) for s, b in zip(specs, blocks, strict=True)], out)
         for name in names:
             user, derived = policy_param_parts(name, cfg, model, params)
             for spec, cap in zip(specs, blocks, strict=True):

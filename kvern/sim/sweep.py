@@ -14,6 +14,7 @@ answers, since a missing capacity could change them.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -28,7 +29,13 @@ from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import Interrupted, UsageError
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
-from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity
+from kvern.sim.capacity import (
+    CapacitySpec,
+    capacity_blocks,
+    parse_capacity,
+    say_capacity_bound,
+    useful_capacity,
+)
 from kvern.sim.curve import LRUCurve, lru_curve
 from kvern.sim.policies import make_policy, parse_policy_list
 from kvern.sim.profiles import get_profile
@@ -196,6 +203,7 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
     for model, stream in streams.items():
         caps = _capacities(stream, specs, points, cfg, model, exact)
         plans[model] = caps
+        say_capacity_bound(stream, profile, [(f"{c:,} blocks", c) for c in caps], out)
         if not use_curve:  # the achievable rate: LRU in a cache that never has to evict (first,
             # so that an interrupted sweep most likely has it)
             tasks.append((model, "lru", unbounded_capacity(stream), policy_params("lru", cfg, model, params)))
@@ -205,7 +213,7 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
             if not (use_curve and name == "lru"):
                 tasks.extend((model, name, c, merged) for c in caps)
 
-    results, interrupted = _run_parallel(tasks, streams, profile, jobs, out)
+    results, interrupted = _run_bounded(tasks, streams, profile, jobs, out)
     by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True) if r is not None}
     curves: dict[str, LRUCurve | None] = dict.fromkeys(streams)
     if use_curve and not interrupted:
@@ -251,10 +259,10 @@ def _capacities(stream: BlockStream, specs: list[CapacitySpec] | None, points: i
 
 
 def unbounded_capacity(stream: BlockStream) -> int:
-    """Blocks after which no profile ever evicts: every key once, a second copy per request
-    (vLLM's block-aligned repeat), and the running request; at most one block per access."""
-    longest = int(np.diff(stream.req_offsets).max()) if stream.num_requests else 0
-    return min(len(stream.block_ids), stream.num_unique + stream.num_requests + longest) + 1
+    """Blocks after which no block profile ever evicts (``kvern.sim.capacity.useful_capacity``)."""
+    bound = useful_capacity(stream, "vllm")
+    assert bound is not None
+    return bound
 
 
 # -- parallel simulations --------------------------------------------------------------------------
@@ -276,6 +284,30 @@ def _indexed_task(item: tuple[int, tuple[str, str, int, dict[str, Any]]]) -> tup
 def _ignore_sigint() -> None:
     """Workers leave Ctrl-C to the parent, which keeps what finished and ends them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
+                 profile: str, jobs: int | None, out: Output) -> tuple[list[SimResult | None], bool]:
+    """``_run_parallel``, each capacity beyond what its trace can fill run once at that bound and
+    shared (a range up to 1G blocks costs what the trace costs, not a pass per point)."""
+    index: dict[tuple[str, str, int], int] = {}
+    unique: list[tuple[str, str, int, dict[str, Any]]] = []
+    slots: list[int] = []
+    for model, name, cap, params in tasks:
+        bound = useful_capacity(streams[model], profile)
+        key = (model, name, cap if bound is None else min(cap, bound))
+        if key not in index:
+            index[key] = len(unique)
+            unique.append((model, name, key[2], params))
+        slots.append(index[key])
+    done, interrupted = _run_parallel(unique, streams, profile, jobs, out)
+    results: list[SimResult | None] = []
+    for (_m, _n, cap, _p), slot in zip(tasks, slots, strict=True):
+        res = done[slot]
+        if res is not None and res.capacity_blocks != cap:
+            res = dataclasses.replace(res, capacity_blocks=cap)
+        results.append(res)
+    return results, interrupted
 
 
 def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
