@@ -224,11 +224,14 @@ def _minute_time(epoch: pd.Series) -> pd.Series:
 
 def live_minutes(s: LiveStore) -> pd.DataFrame:
     """Per minute and model: requests, and the predicted and server-reported token hit rates
-    (long format: one row per minute × model × source; the rate is None without tokens)."""
+    (long format: one row per minute × model × source; the rate is None without tokens). Quiet
+    minutes between the first and the last are there, with 0 requests."""
     cols = ["time", "model", "requests", "source", "token hit rate"]
     if s.minutes.empty:
         return pd.DataFrame(columns=cols)
-    m = s.minutes
+    span = range(int(s.minutes["minute"].min()), int(s.minutes["minute"].max()) + 60, 60)
+    grid = pd.MultiIndex.from_product([span, sorted(s.minutes["model"].unique())], names=["minute", "model"])
+    m = s.minutes.set_index(["minute", "model"]).reindex(grid, fill_value=0).reset_index()
     rows = []
     for source, num, den in (("predicted", "predicted_cached_tokens", "prompt_tokens"),
                              ("server-reported", "server_cached_tokens", "server_prompt_tokens")):
@@ -246,18 +249,14 @@ def live_latency(s: LiveStore) -> pd.DataFrame:
     r = s.requests[s.requests["served"] == 1] if not s.requests.empty else s.requests
     if r.empty:
         return pd.DataFrame(columns=cols)
-    r = r.assign(minute=(r["received_s"] // 60 * 60))
-    rows = []
-    for (minute, model), g in r.groupby(["minute", "model"], sort=True):
-        for metric, col in (("TTFT", "ttft_ms"), ("overhead", "overhead_ms")):
-            for q in (50, 99):
-                v = _pct(g[col], q)
-                if v is not None:
-                    rows.append({"time": minute, "model": model, "metric": metric, "percentile": f"p{q}",
-                                 "ms": v})
-    out = pd.DataFrame(rows, columns=cols)
-    out["time"] = _minute_time(out["time"])
-    return out
+    r = r.assign(minute=(r["received_s"] // 60 * 60)).rename(columns={"ttft_ms": "TTFT",
+                                                                       "overhead_ms": "overhead"})
+    q = r.groupby(["minute", "model"])[["TTFT", "overhead"]].quantile([0.5, 0.99])
+    q.index.names = ["minute", "model", "q"]
+    out = q.reset_index().melt(id_vars=["minute", "model", "q"], var_name="metric", value_name="ms").dropna()
+    out["percentile"] = out["q"].map({0.5: "p50", 0.99: "p99"})
+    out["time"] = _minute_time(out["minute"])
+    return out[cols].sort_values(["metric", "model", "time", "percentile"], ignore_index=True)
 
 
 def live_lag(s: LiveStore) -> dict[str, Any]:

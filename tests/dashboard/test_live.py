@@ -15,7 +15,7 @@ pytest.importorskip("streamlit", reason="no dashboard extra: pip install 'kvern[
 from streamlit.testing.v1 import AppTest
 
 from kvern.dashboard.app import parse
-from kvern.dashboard.data import read_store
+from kvern.dashboard.data import live_latency, live_minutes, read_store
 from kvern.dashboard.launch import APP, store_file, streamlit_command
 from kvern.proxy import store
 
@@ -86,6 +86,7 @@ def test_live_numbers_per_model(store_path: Path) -> None:
     assert m["predicted token hit rate"] == "44.00%"  # (60+60+0+100) / (3·100+200)
     assert m["server-reported token hit rate"] == "50.00%"  # alpha only: beta's stream had no usage
     assert m["TTFT p50 (1 hour)"] == "250.0 ms"  # 100, 200, 300, 400 (the failed one has none)
+    assert m["TTFT p99 (1 hour)"] == "397.0 ms"
     assert m["proxy overhead p50 (1 hour)"] == "2.5 ms"
     assert m["analyzed"] == "5" and m["queued in the worker"] == "2"
     assert m["request end → analyzed, p50"] == "0.50 s"
@@ -99,6 +100,21 @@ def test_live_numbers_per_model(store_path: Path) -> None:
     assert len(at.get("vega_lite_chart")) == 4  # requests, hit rates, TTFT, overhead
     assert "run R1" in at.caption[0].value and "llamacpp" in at.caption[0].value
     assert "not live" not in at.caption[0].value
+
+
+def test_live_series_per_minute(store_path: Path) -> None:
+    s = read_store(store_path)
+    minutes = live_minutes(s)
+    predicted = minutes[minutes["source"] == "predicted"].set_index(["model", "time"])
+    assert len(predicted) == 4  # 2 minutes × 2 models: a quiet minute counts 0 requests
+    t0, t1 = pd.Timestamp(T0, unit="s"), pd.Timestamp(T0 + 60, unit="s")
+    assert predicted.loc[("alpha", t0), "requests"] == 3 and predicted.loc[("alpha", t1), "requests"] == 0
+    assert predicted.loc[("alpha", t0), "token hit rate"] == pytest.approx(0.4)
+    assert pd.isna(predicted.loc[("alpha", t1), "token hit rate"])
+    latency = live_latency(s).set_index(["metric", "model", "percentile"])["ms"]
+    assert latency[("TTFT", "alpha", "p50")] == 200.0 and latency[("overhead", "beta", "p99")] == 4.0
+    assert len(latency) == 8
+    assert len(read_store(store_path, window_s=30).requests) == 2  # the last 30 s before the latest request
 
 
 def test_live_other_run_and_window(store_path: Path) -> None:

@@ -32,7 +32,7 @@ def render(store: Path | None) -> None:
         st.info("No proxy store given. " + HINT)
         return
     runs = read_store(store, window_s=0).runs
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3 = st.columns([4, 2, 2])
     window = c1.radio("window", list(WINDOWS), index=1, horizontal=True, key="live_window") or "1 hour"
     run = (c2.selectbox("proxy run", runs[::-1], key="live_run") if len(runs) > 1
            else (runs[0] if runs else None))
@@ -57,13 +57,16 @@ def show(s: LiveStore, window: str) -> None:
     st.caption(_caption(s, lag))
     models = live_models(s)
     overall = models.iloc[0] if not models.empty else None
-    cols = st.columns(6)
+    cols = st.columns(4)
     cols[0].metric("requests", f"{int(overall['requests']):,}" if overall is not None else "0")
     cols[1].metric("failed", f"{int(overall['failed']):,}" if overall is not None else "0")
     cols[2].metric("predicted token hit rate", _percent(overall, "predicted hit rate"))
     cols[3].metric("server-reported token hit rate", _percent(overall, "server hit rate"))
-    cols[4].metric(f"TTFT p50 ({window})", _ms(overall, "TTFT p50 ms"))
-    cols[5].metric(f"proxy overhead p50 ({window})", _ms(overall, "overhead p50 ms"))
+    cols = st.columns(4)
+    for col, (name, key) in zip(cols, (("TTFT p50", "TTFT p50 ms"), ("TTFT p99", "TTFT p99 ms"),
+                                       ("proxy overhead p50", "overhead p50 ms"),
+                                       ("proxy overhead p99", "overhead p99 ms")), strict=True):
+        col.metric(f"{name} ({window})", _ms(overall, key))
     if lag["prediction_error"]:
         st.warning(f"No predictions: {lag['prediction_error']}")
     if models.empty:
@@ -138,8 +141,8 @@ def _time_axis() -> alt.X:
 
 def _requests_chart(df: pd.DataFrame) -> alt.Chart:
     one = df[df["source"] == "predicted"]
-    return alt.Chart(one).mark_bar().encode(
-        x=_time_axis(), y=alt.Y("requests:Q", title="requests", stack=True),
+    return alt.Chart(one).mark_line(point=True).encode(
+        x=_time_axis(), y=alt.Y("requests:Q", title="requests"),
         color=alt.Color("model:N"), tooltip=["time:T", "model:N", "requests:Q"]).properties(height=260)
 
 
