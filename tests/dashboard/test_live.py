@@ -180,3 +180,23 @@ def test_the_app_with_a_store_opens_on_live(store_path: Path, monkeypatch: pytes
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not at.exception and at.title[0].value == "Live"
     assert _metrics(at)["requests"] == "5"
+
+
+def test_dashboard_store_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--store`` reaches the app; without report folders a missing default ``reports/`` is skipped."""
+    from typer.testing import CliRunner
+
+    import kvern.dashboard.launch as launch
+    from kvern.cli import app
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(launch.subprocess, "call", lambda cmd: commands.append(cmd) or 0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "proxy-logs").mkdir()
+    result = CliRunner().invoke(app, ["dashboard", "--store", "proxy-logs", "--port", "8599"])
+    assert result.exit_code == 0, result.output
+    assert commands[0][commands[0].index("--") + 1:] == [
+        "--store", str((tmp_path / "proxy-logs" / "analytics.sqlite").resolve())]
+    (tmp_path / "reports").mkdir()
+    CliRunner().invoke(app, ["dashboard", "--store", "s.sqlite"])
+    assert commands[1][-1] == str((tmp_path / "reports").resolve())
