@@ -340,8 +340,8 @@ DashStoreOpt = Annotated[Path | None, typer.Option(
 @boundary
 def dashboard(reports_dirs: ReportsDirsArg = None, port: PortOpt = 8501, host: HostOpt = "127.0.0.1",
               store: DashStoreOpt = None, config: ConfigOpt = None) -> None:
-    """Browse report folders, and a running proxy's store, in a local web app (needs: pip install
-    'kvern[dashboard]')."""
+    r"""Browse report folders, and a running proxy's store, in a local web app (needs: pip install
+    'kvern\[dashboard]')."""  # \[ : a literal bracket in the rich help
     from kvern.dashboard.launch import launch
     from kvern.infra.config import load_config
 
