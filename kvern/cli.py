@@ -385,15 +385,24 @@ def report(folders: FoldersArg, json_mode: JsonOpt = False, quiet: QuietOpt = Fa
     _output(json_mode, quiet).result("\n".join(f"written {p}" for p in written), {"written": written})
 
 
+DashStoreOpt = Annotated[Path | None, typer.Option(
+    "--store", help="a kvern proxy's SQLite store for the Live page (<log-dir>/analytics.sqlite, or the "
+                    "log folder itself)", show_default=False)]
+
+
 @app.command()
 @boundary
 def dashboard(reports_dirs: ReportsDirsArg = None, port: PortOpt = 8501, host: HostOpt = "127.0.0.1",
-              config: ConfigOpt = None) -> None:
-    """Browse report folders in a local web app (needs: pip install 'kvern[dashboard]')."""
+              store: DashStoreOpt = None, config: ConfigOpt = None) -> None:
+    r"""Browse report folders, and a running proxy's store, in a local web app (needs: pip install
+    'kvern\[dashboard]')."""  # \[ : a literal bracket in the rich help
     from kvern.dashboard.launch import launch
     from kvern.infra.config import load_config
 
-    raise typer.Exit(launch(reports_dirs or [Path(load_config(config).output_dir)], port=port, host=host))
+    dirs = reports_dirs or [Path(load_config(config).output_dir)]
+    if store is not None and not reports_dirs and not dirs[0].is_dir():
+        dirs = []  # only the proxy's store to show
+    raise typer.Exit(launch(dirs, port=port, host=host, store=store))
 
 
 def _version(value: bool) -> None:

@@ -9,8 +9,10 @@ can. ``KVERN_UPDATE_SCREENSHOTS=1`` also writes the README's two screenshots to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +25,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.proxy.proxy_helpers import HERE as PROXY_TESTS
+from tests.proxy.proxy_helpers import Proc, chat, wait_http
+from tests.proxy.proxy_helpers import env as proxy_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS_IMG = ROOT / "docs" / "img"
@@ -100,17 +106,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def dashboard(report_folders: dict[str, Path]) -> Iterator[str]:
-    """``kvern dashboard REPORTS_DIR --port N`` as a user starts it; its URL once it answers."""
-    pytest.importorskip("streamlit", reason="no dashboard extra: pip install 'kvern[dashboard]'")
-    if chromium() is None:
-        pytest.skip("no Chromium on this machine (see test_report_html_renders_in_chromium)")
+@contextlib.contextmanager
+def _serving(*args: str, cwd: Path | None = None) -> Iterator[str]:
+    """``kvern dashboard ARGS --port N`` as a user starts it; its URL once it answers. Stopped
+    (with the streamlit server it started) on leaving."""
     port = _free_port()
-    root = next(iter(report_folders.values())).parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "kvern", "dashboard", str(root), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "kvern", "dashboard", *args, "--port", str(port)],
+                            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -129,6 +133,16 @@ def dashboard(report_folders: dict[str, Path]) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the dashboard and the streamlit server it started
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def dashboard(report_folders: dict[str, Path]) -> Iterator[str]:
+    """The dashboard over the session's report folders."""
+    pytest.importorskip("streamlit", reason="no dashboard extra: pip install 'kvern[dashboard]'")
+    if chromium() is None:
+        pytest.skip("no Chromium on this machine (see test_report_html_renders_in_chromium)")
+    with _serving(str(next(iter(report_folders.values())).parent)) as url:
+        yield url
 
 
 def test_dashboard_renders_in_chromium(page: Any, dashboard: str, report_folders: dict[str, Path],
@@ -166,3 +180,68 @@ def test_dashboard_renders_in_chromium(page: Any, dashboard: str, report_folders
     lost = json.loads((report_folders["analyze"] / "analysis.json").read_text())["lost_tokens"]
     expect(page.get_by_text("Cacheable tokens lost")).to_contain_text(f"{lost:,}")
     page.screenshot(path=str(tmp_path / "dashboard-breakers.png"))
+
+
+# -- the Live page, with a running proxy ---------------------------------------------------------
+@pytest.fixture()
+def live_proxy(tmp_path: Path) -> Iterator[Proc]:
+    """``kvern proxy`` in front of the proxy tests' fake upstream, both stopped at the end."""
+    started: list[Proc] = []
+    try:
+        port = _free_port()
+        with open(tmp_path / "upstream.log", "wb") as sink:
+            up = subprocess.Popen([sys.executable, str(PROXY_TESTS / "fake_upstream.py"), str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT, env=proxy_env())
+        started.append(Proc(f"http://127.0.0.1:{port}", port, up, tmp_path / "upstream.log", tmp_path))
+        wait_http(started[0].url + "/v1/models", up, started[0].log)
+        port = _free_port()
+        with open(tmp_path / "proxy.log", "wb") as sink:
+            proc = subprocess.Popen([sys.executable, "-m", "kvern", "proxy", "--upstream", started[0].url,
+                                     "--port", str(port), "--log-dir", str(tmp_path / "logs"),
+                                     "--profile", "llamacpp"],
+                                    stdout=sink, stderr=subprocess.STDOUT, env=proxy_env(), cwd=tmp_path)
+        started.append(Proc(f"http://127.0.0.1:{port}", port, proc, tmp_path / "proxy.log",
+                            tmp_path / "logs"))
+        wait_http(started[1].url + "/health", proc, started[1].log)
+        yield started[1]
+    finally:
+        for p in reversed(started):
+            p.stop(signal.SIGKILL)
+
+
+def _send(proxy: Proc, n: int) -> None:
+    with httpx.Client(timeout=10) as c:
+        for i in range(n):
+            r = c.post(proxy.url + "/v1/chat/completions", json=chat(stream=i % 2 == 1))
+            assert r.status_code == 200
+
+
+def _metric(page: Any, label: str) -> Any:
+    """The value of the ``st.metric`` labelled ``label`` (exactly)."""
+    box = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(f"^{re.escape(label)}$")))
+    return box.get_by_test_id("stMetricValue")
+
+
+def test_live_page_moves_with_traffic(page: Any, live_proxy: Proc, tmp_path: Path) -> None:
+    """A person watching the Live page while requests go through a running proxy."""
+    pytest.importorskip("streamlit", reason="no dashboard extra: pip install 'kvern[dashboard]'")
+    from playwright.sync_api import expect
+
+    _send(live_proxy, 3)
+    live_proxy.wait_analyzed(3)
+    with _serving("--store", str(live_proxy.folder / "analytics.sqlite"), cwd=tmp_path) as url:
+        page.goto(url)  # --store without report folders: the app opens on Live
+        expect(page.get_by_role("heading", name="Live")).to_be_visible()
+        expect(_metric(page, "requests")).to_have_text("3")
+        expect(_metric(page, "failed")).to_have_text("0")
+        expect(_metric(page, "server-reported token hit rate")).to_have_text("30.00%")  # the fake: 3 of 10
+        expect(page.locator(".vega-embed canvas, .vega-embed svg").first).to_be_visible()
+        _send(live_proxy, 4)
+        live_proxy.wait_analyzed(7)
+        expect(_metric(page, "requests")).to_have_text("7", timeout=15_000)  # no click: the page refreshes
+        expect(_metric(page, "analyzed")).to_have_text("7")
+        page.set_viewport_size({"width": 1200, "height": 1700})  # the whole page in the picture
+        page.wait_for_timeout(500)  # let the charts finish their transition before the picture
+        page.screenshot(path=str(tmp_path / "dashboard-live.png"))
+    assert live_proxy.stop() == 0
