@@ -37,7 +37,8 @@ _MULT = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
 _ITEM = re.compile(
     r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<mult>ki|mi|gi|ti|k|m|g|t)?\s*(?P<unit>blocks?|tok(?:ens?)?|b|bytes?)?\s*$",
     re.IGNORECASE)
-DEFAULT_POINTS = 12
+RANGE_POINTS = 12
+"""Capacities a range (``1k:1M``) spans in ``replay``/``compare``, which take no ``--points``."""
 MAX_CAPACITY = 2**53
 """Largest capacity value accepted in any unit (exact as a float; far beyond any cache)."""
 
@@ -76,7 +77,7 @@ def parse_capacity(text: str, points: int | None = None) -> list[CapacitySpec]:
         if not item:
             continue
         if ":" in item:
-            out.extend(_range(item, points or DEFAULT_POINTS))
+            out.extend(_range(item, points or RANGE_POINTS))
         else:
             out.append(_one(item, None))
     seen: dict[tuple[int, str], CapacitySpec] = {}

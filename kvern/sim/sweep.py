@@ -44,7 +44,8 @@ from kvern.sim.run import policy_params
 from kvern.sim.simulate import check_supported, simulate
 
 PERCENTS = (50, 80, 90, 95)
-DEFAULT_POINTS = 20
+SWEEP_POINTS = 20
+"""Log-spaced capacities a sweep samples per policy (``--points``; the CLI shows the same default)."""
 
 CURVE_PROFILES = frozenset({"ideal"})
 """Profiles whose LRU cache is exactly the stack of the ``min(C, seen)`` most recent blocks."""
@@ -173,7 +174,7 @@ class SweepInterrupted(Interrupted):
 
 
 def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profile: str,
-              capacity: str | None = None, points: int = DEFAULT_POINTS,
+              capacity: str | None = None, points: int = SWEEP_POINTS,
               params: Mapping[str, Mapping[str, Any]] | None = None, jobs: int | None = None,
               out: Output = NULL_OUTPUT) -> SweepResult:
     """Sweep ``policies`` over capacities under ``profile`` (see the module docstring).
