@@ -39,6 +39,7 @@ REPORT_FILES = frozenset({
     "analysis.json", "profile.png", "breakers.png",
     "gate.json",
     "live.parquet", "reconcile.parquet", "live_summary.json", "ttft_vs_cached.png",
+    "cluster.parquet", "cluster_hit_rate.png", "cluster_frontier.png", "cluster_offload.png",
     "report.html",
 })
 """Every file a kvern command writes into a report folder: what a new run may remove there."""
@@ -54,7 +55,8 @@ def is_report_file(name: str) -> bool:
 
 
 CHART_ORDER = ("policies.png", "capacity.png", "timeline.png", "sweep.png", "ttft_vs_cached.png",
-               "breakers.png", "profile.png")
+               "breakers.png", "profile.png", "cluster_hit_rate.png", "cluster_frontier.png",
+               "cluster_offload.png")
 """Charts in reading order; any other PNG follows, sorted by name."""
 
 
@@ -64,7 +66,7 @@ class ReportFolder:
 
     path: Path
     kind: str
-    """compare, replay, sweep, analyze, gate or live."""
+    """compare, replay, sweep, analyze, gate, live or cluster."""
     document: dict[str, Any]
     charts: tuple[Path, ...]
 
@@ -99,7 +101,8 @@ class ReportFolder:
     @property
     def title(self) -> str:
         what = {"compare": "policy comparison", "replay": "replay", "sweep": "capacity sweep",
-                "analyze": "cache analysis", "gate": "CI gate", "live": "live replay"}[self.kind]
+                "analyze": "cache analysis", "gate": "CI gate", "live": "live replay",
+                "cluster": "replicas behind routers"}[self.kind]
         parts = [f"kvern {self.kind}: {what}", self.trace, f"profile {self.profile}" if self.profile else ""]
         return " · ".join(p for p in parts if p)
 
@@ -128,7 +131,9 @@ def read_folder(path: str | Path) -> ReportFolder:
                 raise InputError(f"not valid JSON ({e})", doc_path) from None
             if not isinstance(doc, dict):
                 raise InputError("expected a JSON object", doc_path)
-            if kind == "compare" and len(doc.get("settings", {}).get("policies", [])) == 1:
+            if kind == "compare" and (path / "cluster.parquet").is_file():
+                kind = "cluster"  # kvern cluster writes summary.json too, beside its cluster.parquet
+            elif kind == "compare" and len(doc.get("settings", {}).get("policies", [])) == 1:
                 kind = "replay"
             if kind == "live":  # the trace and settings are in live.parquet's metadata
                 doc = {**_live_meta(path / "live.parquet"), **doc}
@@ -252,5 +257,19 @@ def _live_headline(f: ReportFolder) -> dict[str, float | str | None]:
             "agreement rate": _num(d.get("agreement_rate")), "TTFT p50 (ms)": _num(d.get("ttft_p50_ms"))}
 
 
+def _cluster_headline(f: ReportFolder) -> dict[str, float | str | None]:
+    rows = [r for r in f.document.get("summary", []) if r.get("model") in ("*", None)] \
+        or f.document.get("summary", [])
+    if not rows:
+        return {"settings": 0}
+    top = max(r.get("replicas") or 0 for r in rows)
+    best = max((r for r in rows if r.get("replicas") == top), key=lambda r: r.get("token_hit_rate") or 0.0)
+    return {"replicas": top, "best router": best.get("router_label") or best.get("router"),
+            "token hit rate": _num(best.get("token_hit_rate")),
+            "one cache of the summed capacity": _num(best.get("global_token_hit_rate")),
+            "load imbalance (max/mean)": _num(best.get("prefill_imbalance_max_mean"))}
+
+
 _HEADLINES = {"compare": _compare_headline, "replay": _compare_headline, "sweep": _sweep_headline,
-              "analyze": _analyze_headline, "gate": _gate_headline, "live": _live_headline}
+              "analyze": _analyze_headline, "gate": _gate_headline, "live": _live_headline,
+              "cluster": _cluster_headline}

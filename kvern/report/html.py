@@ -334,7 +334,28 @@ def _notes(doc: dict[str, Any]) -> list[str]:
     return ["<h2>Notes</h2><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"] if notes else []
 
 
-_BODIES = {"compare": _compare_body, "replay": _compare_body, "sweep": _sweep_body, "analyze": _analyze_body,
+def _cluster_body(r: ReportFolder) -> list[str]:
+    rows = r.document.get("summary", [])
+    head = ["model", "replicas", "router", "offload", "token hit rate", "GPU", "lower tiers", "one cache",
+            "lost", "imbalance max/mean", "TTFT p50 (s, est.)", "TTFT p99 (s, est.)"]
+    body = []
+    for x in rows:
+        lower = (x.get("cpu_token_hit_rate") or 0.0) + (x.get("disk_token_hit_rate") or 0.0)
+        body.append("<tr>" + "".join([
+            _td(x.get("model")), _tdn(_int(x.get("replicas"))), _td(x.get("router_label") or x.get("router")),
+            _td(x.get("offload") or "none"), _tdn(_pct(x.get("token_hit_rate"))),
+            _tdn(_pct(x.get("gpu_token_hit_rate"))), _tdn(_pct(lower)),
+            _tdn(_pct(x.get("global_token_hit_rate"))), _tdn(_pts(x.get("hit_rate_lost"), sign=False)),
+            _tdn(_float(x.get("prefill_imbalance_max_mean"), 2)), _tdn(_float(x.get("ttft_p50_s"), 3)),
+            _tdn(_float(x.get("ttft_p99_s"), 3))]) + "</tr>")
+    return ["<h2>Replicas × routers</h2>",
+            '<p class="muted">token hit rate per setting; "one cache" is a single cache of the summed '
+            "capacity, \"lost\" what the fleet gives up against it; TTFT is the time model's estimate</p>",
+            _table(head, body)]
+
+
+_BODIES = {"cluster": _cluster_body, "compare": _compare_body, "replay": _compare_body, "sweep": _sweep_body,
+           "analyze": _analyze_body,
            "gate": _gate_body, "live": _live_body}
 
 
