@@ -211,6 +211,16 @@ class ClusterConfig(_Strict):
     cpu_gb_per_s: float = Field(default=25.0, gt=0, description="CPU tier -> GPU load bandwidth (PCIe), GB/s")
     disk_gb_per_s: float = Field(default=3.0, gt=0, description="disk tier -> GPU load bandwidth, GB/s")
     seed: int = Field(default=0, description="seed of the random router and of sampling routers")
+class ExecutorConfig(_Strict):
+    """Where tasks run (docs/scale-out.md); ``--executor`` and ``--ray-address`` override these."""
+
+    kind: Literal["local", "ray"] = Field(default="local", description="local processes, or a Ray cluster")
+    ray_address: str | None = Field(
+        default=None, description="Ray cluster address; None = $RAY_ADDRESS, else a local Ray for the run")
+    jobs: int | None = Field(default=None, gt=0, description="local processes; None = 1 for ingest and "
+                             "compare, all cores for sweep")
+    shard_mb: float = Field(default=16.0, gt=0, description="ingest shard size, MB of (decompressed) log")
+    ship_code: bool = Field(default=True, description="Ray: send this kvern to the workers (py_modules)")
 
 
 class Config(_Strict):
@@ -226,6 +236,7 @@ class Config(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     proxy: ProxyConfig = Field(default_factory=ProxyConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     output_dir: str = "reports"
 
     def model(self, name: str) -> ModelConfig:

@@ -8,7 +8,8 @@ conversion one line at a time, for the proxy's live analytics.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import InputError, KvernError, UsageError
+from kvern.infra.executor import Executor, ExecutorSpec, open_executor
 from kvern.infra.files import register_input
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
@@ -25,7 +27,7 @@ from kvern.ingest.encode import TemplateError
 from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_format, open_reader
 from kvern.ingest.readers.common import proxy_skip, proxy_without_prompts
 from kvern.ingest.records import Fields, RawRequest
-from kvern.ingest.source import iter_lines, line_id, log_files
+from kvern.ingest.source import Line, chunk_lines, iter_lines, line_id, log_files, read_chunks
 from kvern.ingest.stream import with_block_ids
 from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, is_parquet, read_trace, write_trace
 
@@ -36,10 +38,11 @@ _SHOWN_ERRORS = 5
 
 def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: bool = False,
                no_cache: bool = False, no_normalize: bool = False, model: str | None = None,
-               out: Output = NULL_OUTPUT) -> Trace:
+               out: Output = NULL_OUTPUT, executor: ExecutorSpec | None = None) -> Trace:
     """The canonical trace of ``path``: a Parquet trace as is, a log from the cache or ingested.
 
-    ``no_cache`` re-ingests and refreshes the cache entry.
+    ``no_cache`` re-ingests and refreshes the cache entry. ``executor``: where the shards of
+    an ingest run (local processes or Ray); the trace and its cache key do not depend on it.
     """
     path = Path(path)
     if path.is_file() and is_parquet(path):
@@ -53,8 +56,9 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
             return read_trace(entry)
         except InputError:
             out.warn(f"ignoring an unreadable ingest cache entry: {entry.name}")
+    runner = None if executor is None else open_executor(executor)
     trace = with_block_ids(ingest(path, cfg, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
-                                  model=model, out=out))
+                                  model=model, out=out, executor=runner))
     try:
         write_trace(trace, entry)
     except OSError as e:
@@ -63,18 +67,94 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
 
 
 def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: bool = False,
-           no_normalize: bool = False, model: str | None = None, out: Output = NULL_OUTPUT) -> Trace:
-    """Read and convert every line of ``path`` (no cache). Bad lines raise, or are skipped."""
-    opts = ReadOptions(trace_block_size=cfg.ingest.trace_block_size,
-                       bailian_block_size=cfg.ingest.bailian_block_size, skip_invalid=skip_invalid)
+           no_normalize: bool = False, model: str | None = None, out: Output = NULL_OUTPUT,
+           executor: Executor | None = None) -> Trace:
+    """Read and convert every line of ``path`` (no cache). Bad lines raise, or are skipped.
+
+    With an ``executor`` of more than one local process, or Ray, a tokenized log is cut into
+    shards converted in parallel (``convert_sharded``); the trace is the same either way.
+    """
     if fmt is not None:
-        open_reader(fmt, opts)  # an unknown --format fails before reading
+        open_reader(fmt, read_options(cfg, skip_invalid))  # an unknown --format fails before reading
+    job = ConvertJob(cfg, path, tuple(log_files(path)), fmt=fmt, skip_invalid=skip_invalid,
+                     no_normalize=no_normalize, model=model)
+    if executor is not None and (executor.name != "local" or executor.workers > 1):
+        parts = convert_sharded(job, executor, out)
+        if parts is not None:
+            return finish(job, parts, out, replay=True)
+    lines = ((i, item) for i, f in enumerate(job.files) for item in iter_lines(f, out))
+    return finish(job, [convert_lines(job, lines, out)], out, replay=False)
+
+
+def read_options(cfg: Config, skip_invalid: bool) -> ReadOptions:
+    return ReadOptions(trace_block_size=cfg.ingest.trace_block_size,
+                       bailian_block_size=cfg.ingest.bailian_block_size, skip_invalid=skip_invalid)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertJob:
+    """Everything converting lines needs: sent as is to every shard's worker."""
+
+    cfg: Config
+    path: Path
+    """The log, or the folder of logs."""
+    files: tuple[Path, ...]
+    """Its files, in the order they are read (``source.log_files``)."""
+    fmt: str | None = None
+    skip_invalid: bool = False
+    no_normalize: bool = False
+    model: str | None = None
+    decided: tuple[str, int, int] | None = None
+    """(format, file index, line): the log's format, detected on that line; lines from there on
+    are read as that format even where the converter has not yet seen a line of it (shards
+    after the first). None: detect as one sequential pass does."""
+
+
+@dataclass
+class Part:
+    """What converting a run of lines gives: rows (unordered) and the facts to merge, in order."""
+
+    table: pa.Table
+    """``PART_SCHEMA``: the trace's columns, with the logged ``timestamp_s`` instead of arrival."""
+    fmt: str | None
+    readers: list[str]
+    tokenizers: dict[str, str]
+    normalized: bool
+    block_size: int
+    skipped: int = 0
+    skipped_parts: int = 0
+    lines: int = 0
+    """Non-blank lines seen."""
+    unserved: int = 0
+    """Proxy records of requests the server did not serve, left out."""
+    file: int = 0
+    """Index of the part's file in ``ConvertJob.files`` (shards; one pass may span files)."""
+    said: list[str] = field(default_factory=list)
+    """Messages said once (which tokenizer serves which model), for the driver to repeat."""
+    warned: list[str] = field(default_factory=list)
+    """The first skipped lines' messages."""
+    error: tuple[str, str | None, int | None] | None = None
+    """The ``InputError`` (reason, path, line) that stopped this part; set only by shards."""
+
+
+def convert_lines(job: ConvertJob, items: Iterable[tuple[int, Line | InputError]], out: Output, *,
+                  stop_on_error: bool = True) -> Part:
+    """Convert ``items`` ((file index, line) of the whole log, or of one shard) in order.
+
+    ``stop_on_error=False`` (shards): the first error ends the part and is returned in it,
+    not raised, so that the driver can raise the one that comes first in the log.
+    """
+    path, fmt, cfg, files = job.path, job.fmt, job.cfg, job.files
+    opts = read_options(cfg, job.skip_invalid)
     readers: dict[str, Reader] = {}
     rows = _Rows()
     conv: _Converter | None = None
-    skipped = unserved = 0
-    files = log_files(path)
-    for file, item in ((f, i) for f in files for i in iter_lines(f, out)):
+    skipped = lines = unserved = 0
+    warned: list[str] = []
+    error: tuple[str, str | None, int | None] | None = None
+    for fi, item in items:
+        file = files[fi]
+        lines += 1
         try:
             if isinstance(item, InputError):
                 raise item
@@ -85,8 +165,11 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
                 raise InputError("a `kvern proxy --content none` record: it keeps no prompts to analyze "
                                  "(record with --content full or hashes)", file, item.number)
             if conv is None:
-                name = fmt or detect_format(item.obj, path, item.number)
-                conv = _Converter(cfg, name, file, no_normalize=no_normalize, model=model, out=out)
+                if fmt is None and job.decided is not None and (fi, item.number) >= job.decided[1:]:
+                    name = job.decided[0]
+                else:
+                    name = fmt or detect_format(item.obj, path, item.number)
+                conv = _Converter(cfg, name, file, no_normalize=job.no_normalize, model=job.model, out=out)
             elif fmt or conv.hash_ids:
                 name = conv.fmt
             else:  # a line of no known shape is parsed as the first format, which names what is missing
@@ -103,24 +186,67 @@ def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: boo
                 req.request_id = line_id(file, req.line, len(files) > 1)
             rows.add(conv.convert(req))
         except InputError as e:
-            if not skip_invalid:
-                raise
+            if not job.skip_invalid:
+                if stop_on_error:
+                    raise
+                error = (e.reason, e.path, e.line)
+                break
             skipped += 1
             if skipped <= _SHOWN_ERRORS:
                 out.warn(f"skipped {e.message}")
-    if conv is None or rows.n == 0:
+                warned.append(f"skipped {e.message}")
+    return Part(rows.table(with_tokens=conv is not None and not conv.hash_ids),
+                None if conv is None else conv.fmt, list(readers),
+                {} if conv is None else conv.tokenizer_names, conv is not None and conv.normalized,
+                0 if conv is None else conv.block_size, skipped,
+                0 if conv is None else conv.skipped_parts, lines, unserved=unserved, warned=warned,
+                error=error)
+
+
+def finish(job: ConvertJob, parts: Sequence[Part], out: Output, *, replay: bool) -> Trace:
+    """The trace from the parts of a log, in file order (one part when read in one pass).
+
+    ``replay``: say the parts' messages here (shards ran where nobody could see them).
+    """
+    path = job.path
+    seen = [0] * len(job.files)
+    for k, part in enumerate(parts):
+        if part.error is not None:
+            reason, where, line = part.error
+            raise InputError(reason, where, line)
+        seen[part.file] += part.lines
+        if replay and (k + 1 == len(parts) or parts[k + 1].file != part.file) and not seen[part.file]:
+            raise InputError("empty log: no request lines", job.files[part.file])  # as one pass says
+    if replay and 0 in seen:  # a file with no shard at all (0 bytes)
+        raise InputError("empty log: no request lines", job.files[seen.index(0)])
+    skipped = sum(p.skipped for p in parts)
+    if replay:
+        for part in parts:
+            for message in part.said:
+                out.once(message)
+        for message in [m for p in parts for m in p.warned][:_SHOWN_ERRORS]:
+            out.warn(message)
+    fmts = [p.fmt for p in parts if p.fmt is not None]
+    rows = sum(p.table.num_rows for p in parts)
+    if not fmts or rows == 0:
         raise InputError(f"no valid request lines ({skipped} skipped)", path)
     if skipped:
         out.warn(f"skipped {skipped} invalid line(s) of {path.name} (--skip-invalid)")
+    unserved = sum(p.unserved for p in parts)
     if unserved:
         out.info(f"left out {unserved} proxy record(s) of requests the server did not serve")
-    if conv.skipped_parts:
-        out.warn(f"dropped {conv.skipped_parts} non-text content part(s) (--skip-invalid)")
+    skipped_parts = sum(p.skipped_parts for p in parts)
+    if skipped_parts:
+        out.warn(f"dropped {skipped_parts} non-text content part(s) (--skip-invalid)")
     # Request-body formats may mix in one log (a proxy logs chat and completions side by side).
-    meta = TraceMeta(block_size=conv.block_size, source=path.name, format="+".join(readers),
-                     tokenizers=dict(sorted(conv.tokenizer_names.items())), normalized=conv.normalized,
-                     skipped_lines=skipped)
-    return Trace(rows.table(with_tokens=conv.fmt not in HASH_ID_FORMATS), meta)
+    readers = list(dict.fromkeys(name for p in parts for name in p.readers))
+    tokenizers = {k: v for p in parts for k, v in p.tokenizers.items()}
+    meta = TraceMeta(block_size=next(p.block_size for p in reversed(parts) if p.fmt is not None),
+                     source=path.name, format="+".join(readers),
+                     tokenizers=dict(sorted(tokenizers.items())),
+                     normalized=any(p.normalized for p in parts), skipped_lines=skipped)
+    table = _ordered(pa.concat_tables([p.table for p in parts]), with_tokens=fmts[0] not in HASH_ID_FORMATS)
+    return Trace(table, meta)
 
 
 def with_block_sizes(cfg: Config, *, block_size: int | None = None,
@@ -151,6 +277,8 @@ class LoadOptions:
     """``--block-size``: tokens per block for tokenized logs (default ``ingest.block_size``)."""
     trace_block_size: int | None = None
     """``--trace-block-size``: tokens per hash id of a Mooncake trace."""
+    executor: ExecutorSpec | None = None
+    """``--executor``/``--ray-address``: where an ingest's shards run (None: one local pass)."""
 
     def config(self, cfg: Config) -> Config:
         """``cfg`` with this load's block sizes applied."""
@@ -163,7 +291,125 @@ class LoadOptions:
         return load_trace(path, self.config(cfg), fmt=self.fmt, skip_invalid=self.skip_invalid,
                           no_cache=self.no_cache,
                           no_normalize=self.no_normalize if normalize is None else not normalize,
-                          model=self.model, out=out)
+                          model=self.model, out=out, executor=self.executor)
+
+
+# -- shards: distributed ingest (docs/scale-out.md) ----------------------------------------
+#
+# A log cut into shards at line boundaries, converted in parallel. Why the trace is
+# byte-identical to a one-pass ingest, whatever the number of workers:
+#
+# * The driver reads the log once, a folder's files in turn (decompressing ``.gz``/``.zst`` as
+#   it goes: a compressed stream cannot be entered mid-way), and cuts each file into shards of
+#   about ``executor.shard_mb`` at line boundaries, counting newlines, so each shard knows the
+#   number of its first line in its file and errors still name ``file:line``.
+# * The log's format is what a one-pass ingest would detect: the driver finds the first line
+#   of a known shape before cutting, and every shard reads from that line on as that format.
+# * Each worker runs the same conversion (``convert_lines``: readers, model mapping,
+#   templates, normalization, the segment-cached encoder, block keys) and returns its rows in
+#   log order with the logged timestamps. The driver joins the parts in shard order and only
+#   then fills missing timestamps and sorts by arrival (a shard's first line may take its time
+#   from the shard before).
+# * Without ``--skip-invalid`` the first error in the file wins: a shard stops at its first bad
+#   line, and the driver raises the error of the earliest failed shard once every shard before
+#   it is in, cancelling the rest.
+#
+# Hash-id traces (Mooncake, Bailian, the proxy's hashes-only records) are not sharded: a
+# reader may chain a request to the ones before it (Bailian), and there is nothing slow to
+# spread, as they carry no text to tokenize.
+
+_MB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    file: int
+    """Index in ``ConvertJob.files``."""
+    first_line: int
+    data: bytes
+    error: tuple[str, str | None, int | None] | None = None
+    """Where the log cannot be read on (a cut stream): the error, in its place in the log."""
+
+
+class _Recorder(Output):
+    """A worker's ``Output``: keeps the messages said once, for the driver to repeat."""
+
+    def __init__(self) -> None:
+        super().__init__(silent=True)
+        self.said: list[str] = []
+
+    def once(self, message: str) -> None:
+        if message not in self._said:
+            self._said.add(message)
+            self.said.append(message)
+
+
+def convert_shard(job: ConvertJob, shard: Shard) -> Part:
+    """One shard's rows (the task a worker runs; pure: the same shard gives the same part)."""
+    if shard.error is not None:
+        return Part(PART_SCHEMA.empty_table(), None, [], {}, False, 0, file=shard.file, error=shard.error)
+    rec = _Recorder()
+    path = job.files[shard.file]
+    lines = ((shard.file, item) for item in chunk_lines(shard.data, shard.first_line, path))
+    part = convert_lines(job, lines, rec, stop_on_error=False)
+    part.said, part.file = rec.said, shard.file
+    return part
+
+
+def decide_format(job: ConvertJob) -> tuple[str, int, int] | None:
+    """(format, file index, line) a one-pass ingest would settle on: the first line of a known
+    shape. None when there is none, or a file breaks first: one pass then meets every error in
+    order."""
+    try:
+        for fi, file in enumerate(job.files):
+            for item in iter_lines(file):
+                if isinstance(item, Line) and not (proxy_skip(item.obj) or proxy_without_prompts(item.obj)):
+                    try:
+                        return detect_format(item.obj, job.path, item.number), fi, item.number
+                    except InputError:
+                        continue
+    except InputError:
+        return None
+    return None
+
+
+def _shards(job: ConvertJob, size: int) -> Iterator[Shard]:
+    """Every file's shards in log order; a file that cannot be read on ends the log there."""
+    for fi, file in enumerate(job.files):
+        try:
+            for first, data in read_chunks(file, size):
+                yield Shard(fi, first, data)
+        except InputError as e:
+            yield Shard(fi, 0, b"", (e.reason, e.path, e.line))
+            return
+
+
+def convert_sharded(job: ConvertJob, executor: Executor, out: Output) -> list[Part] | None:
+    """The parts of ``job``'s log in log order, converted on ``executor``; None where the log
+    is not sharded (a hash-id trace, or no line of a known shape: one pass names the errors)."""
+    decided = decide_format(job) if job.fmt is None else None
+    fmt = job.fmt or (decided[0] if decided else None)
+    if fmt is None or fmt in HASH_ID_FORMATS:
+        return None
+    if job.fmt is None:
+        job = replace(job, decided=decided)
+    parts: dict[int, Part] = {}
+    results = executor.map(convert_shard, _shards(job, max(1, int(job.cfg.executor.shard_mb * _MB))),
+                           shared=job)
+    ready = 0
+    with out.progress(f"ingesting {job.path.name} on {executor.name} ({executor.workers} workers)",
+                      None) as advance:
+        try:
+            for i, part in results:
+                parts[i] = part
+                advance(1)
+                while ready in parts and parts[ready].error is None:
+                    ready += 1
+                if ready in parts:  # an error with every shard before it in: it is the first
+                    return [parts[j] for j in range(ready + 1)]
+        finally:
+            results.close()  # type: ignore[attr-defined]
+    return [parts[j] for j in range(len(parts))]
 
 
 # -- one request -> one row ----------------------------------------------------------------
@@ -292,24 +538,14 @@ class _Rows:
         self.rows.append(row)
 
     def table(self, *, with_tokens: bool) -> pa.Table:
+        """The rows in log order (``PART_SCHEMA``); ``_ordered`` puts them in arrival order."""
         rows = self.rows
-        # Arrival: the log's timestamps relative to the earliest; a line without one takes the
-        # time of the line before (0 gap; the first known time before any), so a log with no
-        # timestamps keeps its line order at t=0.
-        ts = np.zeros(len(rows))
-        last = next((r.timestamp_s for r in rows if r.timestamp_s is not None), 0.0)
-        for i, r in enumerate(rows):
-            last = r.timestamp_s if r.timestamp_s is not None else last
-            ts[i] = last
-        order = np.argsort(ts, kind="stable")
-        rows = [rows[i] for i in order]
-        arrival = ts[order] - ts[order[0]]
         key_lens = np.fromiter((len(r.block_keys) for r in rows), dtype=np.int64, count=len(rows))
         key_off = np.zeros(len(rows) + 1, dtype=np.int32)
         np.cumsum(key_lens, out=key_off[1:])
         flat_keys = np.fromiter((k for r in rows for k in r.block_keys), dtype=np.uint64,
                                 count=int(key_off[-1]))
-        if with_tokens:
+        if with_tokens and rows:
             tok_off = np.zeros(len(rows) + 1, dtype=np.int32)
             np.cumsum([len(r.token_ids) for r in rows], out=tok_off[1:])  # type: ignore[arg-type]
             flat = np.concatenate([r.token_ids for r in rows]).astype(np.int32)  # type: ignore[misc]
@@ -319,16 +555,48 @@ class _Rows:
         return pa.table(
             {
                 "request_id": pa.array([r.request_id for r in rows], pa.string()),
-                "arrival_s": pa.array(arrival, pa.float64()),
+                "timestamp_s": pa.array([r.timestamp_s for r in rows], pa.float64()),
                 "model": pa.array([r.model for r in rows], pa.string()),
                 "session_id": pa.array([r.session_id for r in rows], pa.string()),
                 "prompt_tokens": pa.array([r.prompt_tokens for r in rows], pa.int32()),
                 "output_tokens": pa.array([r.output_tokens for r in rows], pa.int32()),
-                "block_keys": pa.ListArray.from_arrays(pa.array(key_off), pa.array(flat_keys)),
+                "block_keys": pa.ListArray.from_arrays(pa.array(key_off), pa.array(flat_keys, pa.uint64())),
                 "token_ids": token_col,
             },
-            schema=TRACE_SCHEMA,
+            schema=PART_SCHEMA,
         )
 
 
-__all__ = ["HASH_IDS", "LineConverter", "LoadOptions", "Row", "ingest", "load_trace", "with_block_sizes"]
+PART_SCHEMA = pa.schema([pa.field("timestamp_s", pa.float64()) if f.name == "arrival_s" else f
+                         for f in TRACE_SCHEMA])
+
+
+def _ordered(table: pa.Table, *, with_tokens: bool) -> pa.Table:
+    """Log-ordered rows -> the canonical trace's rows, in arrival order.
+
+    Arrival: the log's timestamps relative to the earliest; a line without one takes the time
+    of the line before (0 gap; the first known time before any), so a log with no timestamps
+    keeps its line order at t=0. The whole log's rows are needed for this (a shard's first
+    line may take its time from the shard before), so it runs after the parts are joined.
+    """
+    col = table.column("timestamp_s")
+    logged = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    known = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if known.any():
+        first = int(np.argmax(known))
+        last_known = np.maximum.accumulate(np.where(known, np.arange(len(known)), first))
+        ts = logged[last_known]
+    else:
+        ts = np.zeros(len(known))
+    order = np.argsort(ts, kind="stable")
+    arrival = ts[order] - ts[order[0]]
+    table = table.take(pa.array(order)).combine_chunks()
+    if not with_tokens:
+        table = table.set_column(7, "token_ids", pa.nulls(len(order), pa.list_(pa.int32())))
+    return table.set_column(1, "arrival_s", pa.array(arrival, pa.float64())).cast(TRACE_SCHEMA)
+
+
+__all__ = ["HASH_IDS", "PART_SCHEMA", "ConvertJob", "LineConverter", "LoadOptions", "Part", "Row", "Shard",
+           "convert_lines",
+           "convert_shard", "convert_sharded", "finish", "ingest", "load_trace", "read_options",
+           "with_block_sizes"]

@@ -165,14 +165,66 @@ def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputEr
                     now = raw.tell()
                     advance(now - pos)
                     pos = now
-                if number == 1 and line.startswith(codecs.BOM_UTF8):
-                    line = line[len(codecs.BOM_UTF8):]
-                if not line.strip():
-                    continue
-                seen_any = True
-                yield _parse(line, number, path)
+                item = _item(line, number, path)
+                if item is not None:
+                    seen_any = True
+                    yield item
         if not seen_any:
             raise InputError("empty log: no request lines", path)
+
+
+def _item(line: bytes, number: int, path: Path) -> Line | InputError | None:
+    """One raw line: None when blank, else its JSON object or the error it is."""
+    if number == 1 and line.startswith(codecs.BOM_UTF8):
+        line = line[len(codecs.BOM_UTF8):]
+    if not line.strip():
+        return None
+    return _parse(line, number, path)
+
+
+def read_chunks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
+    """The (decompressed) log as ``(number of the first line, bytes)`` chunks of about ``size``
+    bytes, each ending at a line boundary: the shards of a distributed ingest.
+
+    A compressed stream cannot be entered mid-way, so the reader that cuts is this one, in one
+    pass; whole-file errors are those of ``iter_lines``, raised when met.
+    """
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a request log", path) from None
+    with raw:
+        try:
+            stream = io.BufferedReader(_decompressed(raw))  # type: ignore[arg-type]
+            _check_not_binary(stream.peek(_BINARY_PROBE)[:_BINARY_PROBE], path)
+        except (OSError, EOFError, zstandard.ZstdError) as e:
+            raise InputError(f"cannot decompress: {e}", path) from None
+        number, rest = 1, b""
+        while True:
+            try:
+                block = stream.read(size)
+            except (OSError, EOFError, zstandard.ZstdError) as e:
+                raise InputError(f"cannot decompress (truncated or corrupt file?): {e}", path) from None
+            data = rest + block
+            if not block:  # the end: what is left is the last line
+                if data:
+                    yield number, data
+                return
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:  # else one line longer than a chunk: read on
+                yield number, data[:cut]
+                number += data.count(b"\n", 0, cut)
+
+
+def chunk_lines(data: bytes, first: int, path: Path) -> Iterator[Line | InputError]:
+    """The non-blank lines of one chunk of ``read_chunks``, numbered as in the whole file."""
+    for number, line in enumerate(io.BytesIO(data), start=first):
+        item = _item(line, number, path)
+        if item is not None:
+            yield item
 
 
 def _safe_lines(stream: IO[bytes], path: Path) -> Iterator[bytes]:
