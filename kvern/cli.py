@@ -101,12 +101,25 @@ TraceBlockSizeOpt = Annotated[int | None, typer.Option(
     "--trace-block-size", help="tokens per hash id in Mooncake traces (default 512)")]
 
 
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", help="where shards and simulations run: local (default) or ray (pip install 'kvern[ray]')")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray for this run)")]
+
+
 def _load(fmt: str | None, model: str | None, skip_invalid: bool, no_cache: bool, no_normalize: bool,
-          block_size: int | None, trace_block_size: int | None) -> Any:
+          block_size: int | None, trace_block_size: int | None, executor: Any = None) -> Any:
     from kvern.ingest.pipeline import LoadOptions
 
     return LoadOptions(fmt=fmt, skip_invalid=skip_invalid, no_cache=no_cache, no_normalize=no_normalize,
-                       model=model, block_size=block_size, trace_block_size=trace_block_size)
+                       model=model, block_size=block_size, trace_block_size=trace_block_size,
+                       executor=executor)
+
+
+def _executor(kind: str | None, ray_address: str | None, cfg: Any) -> Any:
+    from kvern.infra.executor import ExecutorSpec
+
+    return ExecutorSpec.of(kind, ray_address, cfg.executor)
 
 
 @app.command()
@@ -115,14 +128,15 @@ def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, 
            model: ModelOpt = None, block_size: BlockSizeOpt = None,
            trace_block_size: TraceBlockSizeOpt = None,
            skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
-           no_normalize: NoNormalizeOpt = False, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
+           no_normalize: NoNormalizeOpt = False, executor: ExecutorOpt = None,
+           ray_address: RayAddressOpt = None, json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Read a request log into the canonical trace and show what any prefix cache could reach."""
     from kvern.commands.ingest import ingest as run
     from kvern.infra.config import load_config
 
-    run(log, load_config(config),
-        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size), output,
-        _output(json_mode, quiet))
+    cfg = load_config(config)
+    run(log, cfg, _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size,
+                        _executor(executor, ray_address, cfg)), output, _output(json_mode, quiet))
 
 # -- replay / compare (replay --backend: live) ---------------------------------
 PolicyOpt = Annotated[str, typer.Option("--policy", help="eviction policy: lru, fifo, lfu, cost, belady")]
@@ -199,16 +213,18 @@ def compare(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt
             skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
             no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
             trace_block_size: TraceBlockSizeOpt = None, no_charts: NoChartsOpt = False,
+            executor: ExecutorOpt = None, ray_address: RayAddressOpt = None,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Simulate several policies side by side; the table marks the best online one."""
     from kvern.commands.simulate import simulate
     from kvern.infra.config import load_config
 
     cfg = load_config(config)
-    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size)
+    spec = _executor(executor, ray_address, cfg)
+    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size, spec)
     simulate(trace, cfg, load, command="compare", policies=policies or cfg.simulate.policies,
              capacity=capacity, profile=profile, params=param, output=output, out=_output(json_mode, quiet),
-             policies_from_config=policies is None, charts=not no_charts)
+             policies_from_config=policies is None, charts=not no_charts, executor=spec)
 
 
 # -- sweep -------------------------------------------------------------------------------
@@ -224,15 +240,18 @@ def sweep(trace: TraceArg, policies: PoliciesOpt = None, capacity: CapacityOpt =
           model: ModelOpt = None, skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
           no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
           trace_block_size: TraceBlockSizeOpt = None, no_charts: NoChartsOpt = False,
+          executor: ExecutorOpt = None, ray_address: RayAddressOpt = None,
           json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Hit rate against capacity per policy, and the capacity that reaches 50/80/90/95% of it."""
     from kvern.commands.sweep import sweep as run
     from kvern.infra.config import load_config
 
-    run(trace, load_config(config),
-        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+    cfg = load_config(config)
+    spec = _executor(executor, ray_address, cfg)
+    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size, spec)
+    run(trace, cfg, load,
         policies=policies, capacity=capacity, points=points, profile=profile, params=param, jobs=jobs,
-        output=output, out=_output(json_mode, quiet), charts=not no_charts)
+        output=output, out=_output(json_mode, quiet), charts=not no_charts, executor=spec)
 
 
 # -- gate / analyze ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pyarrow as pa
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import Interrupted, UsageError
+from kvern.infra.executor import Executor
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
 from kvern.sim.capacity import CapacitySpec, capacity_blocks, parse_capacity, say_capacity_bound
@@ -91,12 +92,15 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
                    capacities: Sequence[str | int] | str, profile: str,
                    params: Mapping[str, Mapping[str, Any]] | None = None, points: int | None = None,
                    out: Output = NULL_OUTPUT,
-                   streams: Mapping[str, BlockStream] | None = None) -> RunResult:
+                   streams: Mapping[str, BlockStream] | None = None,
+                   executor: Executor | None = None) -> RunResult:
     """Simulate ``trace`` for each policy × capacity under ``profile``.
 
     ``capacities``: ints (blocks) or spec strings (``"1000,10000"``, ``"64k tok"``, ``"8GiB"``,
     ``"1k:1M"`` with ``points``). ``params``: per-policy overrides, e.g. ``{"lfu": {"half_life": 50}}``.
     ``streams`` may pass ``block_streams(trace)`` when the caller already has them.
+    ``executor``: where the simulations run (None: one after another in this process); each
+    model × policy × capacity is one task over the streams, shared once, results in plan order.
     """
     from kvern.sim.metrics import requests_table, summary_table
 
@@ -121,10 +125,13 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     results: list[SimResult] = []
     interrupted = False
     try:
-        with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
-            for _model, stream, name, (user, derived), _spec, cap in plan:
-                results.append(simulate(stream, name, cap, profile, user, advance=advance,
-                                        run_defaults=derived))
+        if executor is None or (executor.name == "local" and executor.workers == 1):
+            with out.progress(f"simulating {len(names)} × {len(specs)} under {profile}", total) as advance:
+                for _model, stream, name, (user, derived), _spec, cap in plan:
+                    results.append(simulate(stream, name, cap, profile, user, advance=advance,
+                                            run_defaults=derived))
+        else:
+            _run_on(executor, plan, streams, profile, results, out)
     except KeyboardInterrupt:
         interrupted = True
     labels = [p[4].label for p in plan[:len(results)]]
@@ -148,6 +155,31 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     if interrupted:
         raise RunInterrupted(result, len(plan))
     return result
+
+
+def _simulate_unit(streams: Mapping[str, BlockStream], unit: tuple[str, str, int, str, dict[str, Any],
+                                                                   dict[str, Any]]) -> SimResult:
+    """One model × policy × capacity: the task an executor runs (pure, so a rerun is safe)."""
+    model, name, cap, profile, user, derived = unit
+    return simulate(streams[model], name, cap, profile, user, run_defaults=derived)
+
+
+def _run_on(executor: Executor, plan: list[Any], streams: Mapping[str, BlockStream], profile: str,
+            results: list[SimResult], out: Output) -> None:
+    """Run the plan on ``executor``; ``results`` gets the longest finished prefix of the plan,
+    kept there on Ctrl-C like the one-by-one loop's (a run's tables follow the plan's order)."""
+    units = [(m, name, cap, profile, user, derived) for m, _s, name, (user, derived), _spec, cap in plan]
+    done: dict[int, SimResult] = {}
+    finished = executor.map(_simulate_unit, units, shared=dict(streams))
+    with out.progress(f"simulating {len(units)} runs on {executor.name}", len(units)) as advance:
+        try:
+            for i, res in finished:
+                done[i] = res
+                while len(results) in done:
+                    results.append(done.pop(len(results)))
+                advance(1)
+        finally:
+            finished.close()  # type: ignore[attr-defined]
 
 
 def policy_params(name: str, cfg: Config, model: str,

@@ -15,9 +15,6 @@ answers, since a missing capacity could change them.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
-import os
-import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +24,7 @@ import numpy as np
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import Interrupted, UsageError
+from kvern.infra.executor import Executor, LocalExecutor, all_cores
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
 from kvern.sim.capacity import (
@@ -176,12 +174,13 @@ class SweepInterrupted(Interrupted):
 def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profile: str,
               capacity: str | None = None, points: int = SWEEP_POINTS,
               params: Mapping[str, Mapping[str, Any]] | None = None, jobs: int | None = None,
-              out: Output = NULL_OUTPUT) -> SweepResult:
+              out: Output = NULL_OUTPUT, executor: Executor | None = None) -> SweepResult:
     """Sweep ``policies`` over capacities under ``profile`` (see the module docstring).
 
     ``capacity``: a range (``1k:1M``, ``points`` log-spaced values) or a list, in any unit
     ``kvern.sim.capacity`` reads; None = ``points`` values from 1/1000 of the trace's unique
-    blocks up to where the cache holds them all.
+    blocks up to where the cache holds them all. ``executor``: where the simulations run
+    (default: ``jobs`` local processes); the result is the same on any.
     """
     names = parse_policy_list(policies if isinstance(policies, str) else list(policies))
     get_profile(profile)
@@ -214,7 +213,7 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
             if not (use_curve and name == "lru"):
                 tasks.extend((model, name, c, merged) for c in caps)
 
-    results, interrupted = _run_bounded(tasks, streams, profile, jobs, out)
+    results, interrupted = _run_bounded(tasks, streams, profile, jobs, executor, out)
     by_task = {(t[0], t[1], t[2]): r for t, r in zip(tasks, results, strict=True) if r is not None}
     curves: dict[str, LRUCurve | None] = dict.fromkeys(streams)
     if use_curve and not interrupted:
@@ -268,27 +267,17 @@ def unbounded_capacity(stream: BlockStream) -> int:
 
 # -- parallel simulations --------------------------------------------------------------------------
 
-_STREAMS: dict[str, BlockStream] = {}
-"""The streams the forked workers read (inherited, never pickled)."""
-_PROFILE = ""
-
-
-def _simulate_task(task: tuple[str, str, int, dict[str, Any]]) -> SimResult:
+def _simulate_task(shared: tuple[Mapping[str, BlockStream], str], task: tuple[str, str, int, dict[str, Any]]
+                   ) -> SimResult:
+    """One model × policy × capacity: the task an executor runs over the streams, shared once."""
+    streams, profile = shared
     model, policy, cap, params = task
-    return simulate(_STREAMS[model], policy, cap, _PROFILE, params)
-
-
-def _indexed_task(item: tuple[int, tuple[str, str, int, dict[str, Any]]]) -> tuple[int, SimResult]:
-    return item[0], _simulate_task(item[1])
-
-
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which keeps what finished and ends them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return simulate(streams[model], policy, cap, profile, params)
 
 
 def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
-                 profile: str, jobs: int | None, out: Output) -> tuple[list[SimResult | None], bool]:
+                 profile: str, jobs: int | None, executor: Executor | None,
+                 out: Output) -> tuple[list[SimResult | None], bool]:
     """``_run_parallel``, each capacity beyond what its trace can fill run once at that bound and
     shared (a range up to 1G blocks costs what the trace costs, not a pass per point)."""
     index: dict[tuple[str, str, int], int] = {}
@@ -301,7 +290,7 @@ def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Map
             index[key] = len(unique)
             unique.append((model, name, key[2], params))
         slots.append(index[key])
-    done, interrupted = _run_parallel(unique, streams, profile, jobs, out)
+    done, interrupted = _run_parallel(unique, streams, profile, jobs, executor, out)
     results: list[SimResult | None] = []
     for (_m, _n, cap, _p), slot in zip(tasks, slots, strict=True):
         res = done[slot]
@@ -312,42 +301,34 @@ def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Map
 
 
 def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
-                  profile: str, jobs: int | None, out: Output) -> tuple[list[SimResult | None], bool]:
-    """Run the simulations across ``jobs`` processes (default: all cores), results in task order.
-
-    On Ctrl-C: (the results so far, None where a task did not finish; True).
-    """
-    global _STREAMS, _PROFILE
-    _STREAMS, _PROFILE = dict(streams), profile
-    if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if jobs < 1:
-        raise UsageError(f"--jobs: {jobs}; at least 1")
+                  profile: str, jobs: int | None, executor: Executor | None,
+                  out: Output) -> tuple[list[SimResult | None], bool]:
+    """Run the simulations on ``executor`` (default: ``jobs`` local processes, all cores unless
+    set), results in task order. On Ctrl-C: (the results so far, None where a task did not
+    finish; True)."""
+    if executor is None:
+        if jobs is None:
+            jobs = all_cores()
+        if jobs < 1:
+            raise UsageError(f"--jobs: {jobs}; at least 1")
+        executor = LocalExecutor(1 if len(tasks) <= 1 else min(jobs, len(tasks)))
     results: list[SimResult | None] = [None] * len(tasks)
     if not tasks:
         return results, False
+    where = f" on {executor.workers} cores" if executor.name == "local" and executor.workers > 1 else (
+        f" on {executor.name}" if executor.name != "local" else "")
     try:
-        if jobs == 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
-            with out.progress(f"simulating {len(tasks)} runs", len(tasks)) as advance:
-                for i, task in enumerate(tasks):
-                    results[i] = _simulate_task(task)
-                    advance(1)
-        else:
-            # Workers fork here, before the progress bar starts its thread.
-            pool = mp.get_context("fork").Pool(min(jobs, len(tasks)), initializer=_ignore_sigint)
+        # Local workers fork here, before the progress bar starts its thread.
+        finished = executor.map(_simulate_task, tasks, shared=(dict(streams), profile))
+        with out.progress(f"simulating {len(tasks)} runs{where}", len(tasks)) as advance:
             try:
-                with out.progress(f"simulating {len(tasks)} runs on {jobs} cores", len(tasks)) as advance:
-                    for i, res in pool.imap_unordered(_indexed_task, enumerate(tasks)):
-                        results[i] = res
-                        advance(1)
-                pool.close()
+                for i, res in finished:
+                    results[i] = res
+                    advance(1)
             finally:
-                pool.terminate()  # on Ctrl-C, the runs in flight are dropped
-                pool.join()
+                finished.close()  # type: ignore[attr-defined]  # on Ctrl-C, the runs in flight are dropped
     except KeyboardInterrupt:
         return results, True
-    finally:
-        _STREAMS, _PROFILE = {}, ""
     assert all(r is not None for r in results), "a simulation task returned nothing"
     return results, False
 
