@@ -47,6 +47,10 @@ class Cluster:
     """Process groups of the two ``ray start`` sessions: every Ray process of this cluster."""
 
     def stop(self) -> None:
+        """End every process of the cluster, the workers (their own groups) first."""
+        for pid in workers(self):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pgid in self.groups:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -57,7 +61,8 @@ class Cluster:
 
 def _ray_start(args: list[str], log: Path) -> int:
     ray_bin = Path(sys.executable).with_name("ray")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A loopback-only test cluster: no token authentication, whatever ~/.ray holds.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     with open(log, "ab") as f:
         proc = subprocess.Popen([str(ray_bin), "start", *args, "--num-cpus", "1",
@@ -92,16 +97,32 @@ def local_cluster() -> Iterator[Cluster]:
         cluster.stop()
 
 
-def busy_workers(cluster: Cluster) -> list[int]:
-    """PIDs of this cluster's workers running a task now (title ``ray::_ray_call``)."""
+def workers(cluster: Cluster) -> list[int]:
+    """PIDs of this cluster's worker processes, idle or busy (titled ``ray::IDLE``/``ray::<task>``).
+
+    A worker leads its own process group; its parent, the node's raylet, is in the cluster's."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmd = (proc / "cmdline").read_bytes()
-            if cmd.startswith(b"ray::_ray_call") and os.getpgid(int(proc.name)) in cluster.groups:
+            if not cmd.startswith((b"ray::IDLE", TASK_TITLE)):
+                continue
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            if os.getpgid(ppid) in cluster.groups:
                 found.append(int(proc.name))
-        except (OSError, ProcessLookupError):
+        except (OSError, ProcessLookupError, ValueError, IndexError):
             continue
     return found
+
+
+TASK_TITLE = b"ray::_ray_call"
+"""A worker's title while it runs an executor task."""
+
+
+def is_busy(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(TASK_TITLE)
+    except OSError:
+        return False
