@@ -78,8 +78,9 @@ class Executor(Protocol):
             window: int | None = None) -> Iterator[tuple[int, Any]]:
         """Start running ``fn(shared, item)`` for each item; yield ``(index, result)`` as they finish.
 
-        The iterator is a generator: ``close()`` ends the tasks still in flight. Setup (forking, connecting) happens in this call, not on the first ``next``, so a
-        caller can start a progress bar's thread only after it.
+        The iterator is a generator: ``close()`` ends the tasks still in flight. Setup
+        (forking, connecting) happens in this call, not on the first ``next``, so a caller can
+        start a progress bar's thread only after it.
         """
         ...
 
