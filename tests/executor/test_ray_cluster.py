@@ -4,12 +4,14 @@ local files byte for byte, also when a worker is killed in the middle of a job."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,9 @@ from typer.testing import CliRunner  # noqa: E402
 
 from kvern.cli import app  # noqa: E402
 from kvern.infra.config import Config  # noqa: E402
+from kvern.infra.console import Output  # noqa: E402
 from kvern.ingest.pipeline import ingest  # noqa: E402
-from kvern.ingest.trace import write_trace  # noqa: E402
+from kvern.ingest.trace import read_trace, write_trace  # noqa: E402
 from tests.executor.ray_cluster import Cluster, is_busy, local_cluster, workers  # noqa: E402
 from tests.trace_paths import CHAT_SAMPLE  # noqa: E402
 
@@ -110,3 +113,40 @@ def test_a_worker_killed_mid_ingest_is_retried_and_the_trace_is_unchanged(cluste
         watcher.join()
     assert killed, "no worker was seen running a task"
     assert (work / "killed.parquet").read_bytes() == _local_trace(log, work / "local160.parquet")
+
+
+class _CtrlCAfter(Output):
+    """Quiet; Ctrl-C (KeyboardInterrupt) once ``n`` tasks have finished."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(quiet=True)
+        self.left = n
+
+    def progress(self, description: str, total: float | None) -> Any:  # type: ignore[override]
+        def advance(k: float) -> None:
+            self.left -= int(k)
+            if self.left <= 0:
+                raise KeyboardInterrupt
+
+        return contextlib.nullcontext(advance)
+
+
+def test_ctrl_c_cancels_the_ray_tasks_and_keeps_the_finished_points(cluster: Cluster, work: Path) -> None:
+    from kvern.infra.executor import RayExecutor
+    from kvern.sim.sweep import SweepInterrupted, run_sweep
+
+    trace = read_trace(work / "trace.parquet") if (work / "trace.parquet").exists() else ingest(
+        _log(work, 80), Config())
+    kw: dict[str, Any] = {"policies": "lru,belady", "profile": "vllm", "points": 6}
+    full = run_sweep(trace, Config(), jobs=1, **kw)
+    with pytest.raises(SweepInterrupted) as info:
+        run_sweep(trace, Config(), executor=RayExecutor(cluster.address), out=_CtrlCAfter(3), **kw)
+    cut = info.value.result
+    assert cut.partial and cut.settings["not_run"]
+    (m,), (whole,) = cut.models, full.models
+    assert len(m.points) + (m.achievable_tokens is not None) == 3  # the tasks that finished
+    assert set(m.points) <= set(whole.points)  # what finished is what a full run finds
+    deadline = time.monotonic() + 10
+    while any(is_busy(p) for p in workers(cluster)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(is_busy(p) for p in workers(cluster)), "a cancelled task still runs"
