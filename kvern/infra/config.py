@@ -211,6 +211,8 @@ class ClusterConfig(_Strict):
     cpu_gb_per_s: float = Field(default=25.0, gt=0, description="CPU tier -> GPU load bandwidth (PCIe), GB/s")
     disk_gb_per_s: float = Field(default=3.0, gt=0, description="disk tier -> GPU load bandwidth, GB/s")
     seed: int = Field(default=0, description="seed of the random router and of sampling routers")
+
+
 class ExecutorConfig(_Strict):
     """Where tasks run (docs/scale-out.md); ``--executor`` and ``--ray-address`` override these."""
 

@@ -102,6 +102,23 @@ def test_a_log_that_breaks_off_fails_after_its_earlier_bad_lines(tmp_path: Path)
             ingest(log, _cfg(), executor=ex, skip_invalid=True)
 
 
+def test_a_folder_of_logs_is_sharded_file_by_file(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    lines = _chat_lines(50)
+    (folder / "a.jsonl").write_text("\n".join(lines[:30]) + "\n")
+    (folder / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(
+        ("\n".join(lines[30:]) + "\n").encode()))
+    _same(folder, tmp_path)
+    (folder / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"{oops\n"))
+    errors = []
+    for ex in (None, Reversed()):
+        with pytest.raises(InputError) as e:
+            ingest(folder, _cfg(), executor=ex)
+        errors.append(e.value.message)
+    assert errors[0] == errors[1] and "b.jsonl.zst:1: " in errors[0]
+
+
 def test_hash_id_traces_are_read_in_one_pass(tmp_path: Path) -> None:
     log = tmp_path / "moon.jsonl"
     log.write_text("\n".join(MOONCAKE.read_text().splitlines()[:200]) + "\n")
