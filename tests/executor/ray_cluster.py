@@ -47,16 +47,29 @@ class Cluster:
     """Process groups of the two ``ray start`` sessions: every Ray process of this cluster."""
 
     def stop(self) -> None:
-        """End every process of the cluster, the workers (their own groups) first."""
-        for pid in workers(self):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        """End every process of the cluster: the two sessions' groups, then any worker (a worker
+        leads its own group) still naming this cluster's temp dir, started or starting."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pgid in self.groups:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, sig)
             if sig == signal.SIGTERM:
                 time.sleep(1.0)
+        for _ in range(3):
+            for pid in self._own_processes():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.3)
+
+    def _own_processes(self) -> list[int]:
+        mark = f"--temp-dir={self.temp_dir}".encode()
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if mark in (proc / "cmdline").read_bytes():
+                        found.append(int(proc.name))
+        return found
 
 
 def _ray_start(args: list[str], log: Path) -> int:
