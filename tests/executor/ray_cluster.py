@@ -48,7 +48,10 @@ class Cluster:
 
     def stop(self) -> None:
         """End every process of the cluster: the two sessions' groups, then any worker (a worker
-        leads its own group) still naming this cluster's temp dir, started or starting."""
+        leads its own group): titled ones by their parent raylet, starting ones by their temp dir."""
+        for pid in workers(self):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pgid in self.groups:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
