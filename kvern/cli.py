@@ -373,16 +373,19 @@ def cluster(trace: TraceArg, replicas: ReplicasOpt = None, router: RouterOpt = N
             config: ConfigOpt = None, fmt: FormatOpt = None, model: ModelOpt = None,
             skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
             no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
-            trace_block_size: TraceBlockSizeOpt = None,
+            trace_block_size: TraceBlockSizeOpt = None, executor: ExecutorOpt = None,
+            ray_address: RayAddressOpt = None,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Simulate N replicas behind routers (with offload tiers): reuse kept and lost, imbalance, TTFT."""
     from kvern.commands.cluster import cluster as run
     from kvern.infra.config import load_config
 
-    run(trace, load_config(config),
-        _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size),
+    cfg = load_config(config)
+    spec = _executor(executor, ray_address, cfg)
+    load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size, spec)
+    run(trace, cfg, load,
         replicas=replicas, routers=router, capacity=capacity, offload=offload, profile=profile, policy=policy,
-        params=param, output=output, out=_output(json_mode, quiet))
+        params=param, output=output, out=_output(json_mode, quiet), executor=spec)
 
 
 # -- report / dashboard ------------------------------------------------------------------------

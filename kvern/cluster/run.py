@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from kvern.cluster.fleet import Tiering, run_setting
+from kvern.cluster.fleet import SettingRun, Tiering, run_setting
 from kvern.cluster.metrics import REQUESTS_SCHEMA, SUMMARY_SCHEMA, Setting, requests_part, summary_row
 from kvern.cluster.routers import ROUTERS, parse_router_list
 from kvern.cluster.routers.base import parse_router_params
@@ -27,6 +27,7 @@ from kvern.cluster.timing import time_model
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import Interrupted, UsageError
+from kvern.infra.executor import Executor
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
 from kvern.sim.capacity import capacity_blocks, parse_capacity
@@ -95,7 +96,8 @@ def offload_mode(cfg: Config, profile: str) -> str:
 def run_cluster(trace: Trace, cfg: Config, *, replicas: str | Sequence[int], routers: str | Sequence[str],
                 capacities: str, profile: str, policy: str = "lru", offloads: Sequence[str] = (),
                 params: Mapping[str, Mapping[str, Any]] | None = None, out: Output = NULL_OUTPUT,
-                streams: Mapping[str, BlockStream] | None = None) -> ClusterResult:
+                streams: Mapping[str, BlockStream] | None = None,
+                executor: Executor | None = None) -> ClusterResult:
     counts = parse_replicas(replicas)
     names = parse_router_list(routers if isinstance(routers, str) else list(routers))
     params = dict(params or {})
@@ -138,30 +140,21 @@ def run_cluster(trace: Trace, cfg: Config, *, replicas: str | Sequence[int], rou
 
     done: list[Setting] = []
     globals_: dict[tuple[str, int, int], int] = {}
-    contexts: dict[str, tuple[list[str | None], np.ndarray]] = {}
+    shared = (streams, _contexts(streams, session_col, out_col, cfg), profile, pol, params, cfg, mode)
     interrupted = False
     try:
-        with out.progress(f"cluster: {len(plan)} settings under {profile}", len(plan)) as advance:
-            for model, stream, label, cap, off, tiers, n, name in plan:
-                if model not in contexts:
-                    rows = stream.rows
-                    outs = np.array([v if v is not None and not (isinstance(v, float) and math.isnan(v))
-                                     else cfg.cluster.default_output_tokens for v in out_col[rows]], np.int64)
-                    contexts[model] = ([session_col[i] for i in rows], outs)
-                sessions, outs = contexts[model]
-                key = (model, cap, n)
-                if key not in globals_:
-                    res = get_profile(profile).simulate(stream, pol, cap * n)
-                    globals_[key] = res.total_cached_tokens
-                tiering = None if off.none else Tiering(tiers[0], tiers[1], mode)
-                cls = ROUTERS[name]
-                run = run_setting(stream, profile, pol, n, cap, cls, dict(params.get(name, {})), sessions,
-                                  cfg.cluster.seed, time_model(cfg, model), outs, tiering)
-                label_r = cls(_ctx(stream, n, cap, sessions, cfg), dict(params.get(name, {}))).display_name
-                run.engines = []
-                done.append(Setting(model, profile, pol.name, name, label_r, n, label, off.label, run, stream,
-                                    globals_[key]))
-                advance(1)
+        if executor is not None and (executor.name != "local" or executor.workers > 1):
+            _run_on(executor, plan, shared, done, out)
+        else:
+            with out.progress(f"cluster: {len(plan)} settings under {profile}", len(plan)) as advance:
+                for model, stream, label, cap, off, tiers, n, name in plan:
+                    key = (model, cap, n)
+                    if key not in globals_:
+                        globals_[key] = _global_task(shared, key)
+                    run, label_r = _setting_task(shared, (model, cap, tiers, off.none, n, name))
+                    done.append(Setting(model, profile, pol.name, name, label_r, n, label, off.label, run,
+                                        stream, globals_[key]))
+                    advance(1)
     except KeyboardInterrupt:
         interrupted = True
     result = _result(trace, cfg, done, streams, request_ids, profile, pol.display_name, counts, names, specs,
@@ -174,6 +167,69 @@ def run_cluster(trace: Trace, cfg: Config, *, replicas: str | Sequence[int], rou
             for m, _s, lab, _c, o, _t, n, r in plan if (m, lab, o.label, n, r) not in finished]
         raise ClusterInterrupted(result, len(done), len(plan))
     return result
+
+
+def _context(stream: BlockStream, session_col: list[Any], out_col: np.ndarray, cfg: Config
+             ) -> tuple[list[str | None], np.ndarray]:
+    """A model's sessions and output lengths (a request that logs none gets the configured one)."""
+    rows = stream.rows
+    outs = np.array([v if v is not None and not (isinstance(v, float) and math.isnan(v))
+                     else cfg.cluster.default_output_tokens for v in out_col[rows]], np.int64)
+    return [session_col[i] for i in rows], outs
+
+
+def _contexts(streams: Mapping[str, BlockStream], session_col: list[Any], out_col: np.ndarray, cfg: Config
+              ) -> dict[str, tuple[list[str | None], np.ndarray]]:
+    return {m: _context(s, session_col, out_col, cfg) for m, s in streams.items()}
+
+
+def _global_task(shared: tuple[Any, ...], item: tuple[str, int, int]) -> int:
+    """The cached tokens of one cache as large as all the replicas' together (an executor task)."""
+    streams, profile, pol = shared[0], shared[2], shared[3]
+    model, cap, n = item
+    return int(get_profile(profile).simulate(streams[model], pol, cap * n).total_cached_tokens)
+
+
+def _setting_task(shared: tuple[Any, ...], item: tuple[str, int, tuple[int, int], bool, int, str]
+                  ) -> tuple[SettingRun, str]:
+    """One model × capacity × offload × replicas × router setting (an executor task; pure)."""
+    streams, contexts, profile, pol, params, cfg, mode = shared
+    model, cap, tiers, no_offload, n, name = item
+    stream, (sessions, outs) = streams[model], contexts[model]
+    tiering = None if no_offload else Tiering(tiers[0], tiers[1], mode)
+    cls = ROUTERS[name]
+    run = run_setting(stream, profile, pol, n, cap, cls, dict(params.get(name, {})), sessions,
+                      cfg.cluster.seed, time_model(cfg, model), outs, tiering)
+    run.engines = []
+    return run, cls(_ctx(stream, n, cap, sessions, cfg), dict(params.get(name, {}))).display_name
+
+
+def _run_on(executor: Executor, plan: list[Any], shared: tuple[Any, ...], done: list[Setting],
+            out: Output) -> None:
+    """The plan on ``executor``: the whole-fleet caches, then every setting, one task each, the
+    streams shared once. ``done`` gets the longest finished prefix of the plan (the tables
+    follow its order), kept there on Ctrl-C like the one-by-one loop's."""
+    profile, pol = shared[2], shared[3]
+    keys = list(dict.fromkeys((m, cap, n) for m, _s, _l, cap, _o, _t, n, _r in plan))
+    items = [(m, cap, tiers, off.none, n, name) for m, _s, _l, cap, off, tiers, n, name in plan]
+    globals_: dict[tuple[str, int, int], int] = {}
+    finished: dict[int, tuple[SettingRun, str]] = {}
+    with out.progress(f"cluster: {len(plan)} settings under {profile} on {executor.name}",
+                      len(keys) + len(plan)) as advance:
+        for tasks, fn, sink in ((keys, _global_task, globals_), (items, _setting_task, finished)):
+            results = executor.map(fn, tasks, shared=shared)
+            try:
+                for i, value in results:
+                    sink[tasks[i] if fn is _global_task else i] = value  # type: ignore[index]
+                    if fn is _setting_task:
+                        while len(done) in finished:
+                            m, stream, label, cap, off, _t, n, name = plan[len(done)]
+                            run, label_r = finished.pop(len(done))
+                            done.append(Setting(m, profile, pol.name, name, label_r, n, label, off.label, run,
+                                                stream, globals_[(m, cap, n)]))
+                    advance(1)
+            finally:
+                results.close()  # type: ignore[attr-defined]
 
 
 def _ctx(stream: BlockStream, n: int, cap: int, sessions: list[str | None], cfg: Config):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ from kvern.commands.common import run_and_report, run_folder
 from kvern.infra.config import Config
 from kvern.infra.console import Output
 from kvern.infra.errors import UsageError
+from kvern.infra.executor import ExecutorSpec, open_executor
 from kvern.ingest.pipeline import LoadOptions
 
 _PARAM = re.compile(r"^(?P<router>[a-z][a-z0-9_-]*)\.(?P<key>[a-z_0-9]+)=(?P<value>.+)$")
@@ -33,7 +34,10 @@ def parse_router_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]
 
 def cluster(trace_path: Path, cfg: Config, load: LoadOptions, *, replicas: str | None, routers: str | None,
             capacity: str | None, offload: Sequence[str] | None, profile: str | None, policy: str,
-            params: Sequence[str] | None, output: Path | None, out: Output) -> Any:
+            params: Sequence[str] | None, output: Path | None, out: Output,
+            executor: ExecutorSpec | None = None) -> Any:
+    """``executor``: where the settings run (None or local: one after another here, unless
+    ``executor.jobs`` asks for more processes)."""
     from kvern.cluster.run import run_cluster
     from kvern.report.cluster import cluster_renderable, write_cluster
 
@@ -41,10 +45,11 @@ def cluster(trace_path: Path, cfg: Config, load: LoadOptions, *, replicas: str |
     cfg = load.config(cfg)
     parsed = parse_router_params(params)
     trace = load.load(trace_path, cfg, out)
+    runner = None if executor is None else open_executor(executor)
     return run_and_report(
         lambda: run_cluster(trace, cfg, replicas=replicas or cfg.cluster.replicas,
                             routers=routers or cfg.cluster.routers,
                             capacities=capacity or cfg.cluster.capacity, profile=profile, policy=policy,
-                            offloads=list(offload or []), params=parsed, out=out),
+                            offloads=list(offload or []), params=parsed, out=out, executor=runner),
         run_folder(cfg, "cluster", trace_path, profile, output),
         write=write_cluster, show=lambda r: out.result(cluster_renderable(r), r.document()), out=out)

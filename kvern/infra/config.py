@@ -219,8 +219,8 @@ class ExecutorConfig(_Strict):
     kind: Literal["local", "ray"] = Field(default="local", description="local processes, or a Ray cluster")
     ray_address: str | None = Field(
         default=None, description="Ray cluster address; None = $RAY_ADDRESS, else a local Ray for the run")
-    jobs: int | None = Field(default=None, gt=0, description="local processes; None = 1 for ingest and "
-                             "compare, all cores for sweep")
+    jobs: int | None = Field(default=None, gt=0, description="local processes; None = 1 for ingest, "
+                             "compare, cluster; all cores for sweep")
     shard_mb: float = Field(default=16.0, gt=0, description="ingest shard size, MB of (decompressed) log")
     ship_code: bool = Field(default=True, description="Ray: send this kvern to the workers (py_modules)")
 

@@ -47,7 +47,8 @@ class ExecutorSpec:
     ray_address: str | None = None
     """None: ``$RAY_ADDRESS``, else a local Ray started for this run."""
     jobs: int | None = None
-    """Local processes; None = the caller's default (1 for ingest and compare, all cores for sweep)."""
+    """Local processes; None = the caller's default (1 for ingest, compare and cluster; all cores
+    for sweep)."""
     ship_code: bool = True
     """Ray: send this kvern package to the workers (``py_modules``), so that they run exactly the
     driver's code; False = the workers import the kvern installed on them."""

@@ -1,6 +1,6 @@
 """Against a real Ray cluster: a head and a second node started here on free ports, used through
-``--ray-address``, stopped afterwards even on failure. Ingest, sweep and compare on Ray give the
-local files byte for byte, also when a worker is killed in the middle of a job."""
+``--ray-address``, stopped afterwards even on failure. Ingest, sweep, compare and cluster on Ray
+give the local files byte for byte, also when a worker is killed in the middle of a job."""
 
 from __future__ import annotations
 
@@ -72,16 +72,18 @@ def test_ingest_on_ray_equals_local(cluster: Cluster, work: Path) -> None:
     assert (work / "ray.parquet").read_bytes() == _local_trace(log, work / "local.parquet")
 
 
-def test_sweep_and_compare_on_ray_equal_local(cluster: Cluster, work: Path) -> None:
+def test_sweep_compare_and_cluster_on_ray_equal_local(cluster: Cluster, work: Path) -> None:
     trace = work / "trace.parquet"
     if not trace.exists():
         _local_trace(_log(work, 80), trace)
-    common = ["--profile", "vllm", "--policies", "lru,belady"]
-    for command, extra in (("sweep", ["--points", "3"]), ("compare", ["--capacity", "50,400"])):
+    runs = {"sweep": ["--policies", "lru,belady", "--points", "3"],
+            "compare": ["--policies", "lru,belady", "--capacity", "50,400"],
+            "cluster": ["--replicas", "1,2", "--router", "round-robin,session", "--capacity", "200"]}
+    for command, extra in runs.items():
         local, remote = work / "local" / command, work / "ray" / command  # report.html names its folder
-        _kvern(command, str(trace), *common, *extra, "-o", str(local), *(["--jobs", "1"] if command == "sweep"
-                                                                        else []))
-        _kvern(command, str(trace), *common, *extra, "-o", str(remote), "--executor", "ray",
+        _kvern(command, str(trace), "--profile", "vllm", *extra, "-o", str(local),
+               *(["--jobs", "1"] if command == "sweep" else []))
+        _kvern(command, str(trace), "--profile", "vllm", *extra, "-o", str(remote), "--executor", "ray",
                "--ray-address", cluster.address)
         names = sorted(p.name for p in local.iterdir())
         assert names == sorted(p.name for p in remote.iterdir())
