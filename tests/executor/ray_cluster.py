@@ -96,21 +96,31 @@ def _ray_start(args: list[str], log: Path) -> int:
 
 
 @contextlib.contextmanager
-def local_cluster() -> Iterator[Cluster]:
-    temp = Path(tempfile.mkdtemp(prefix="kr", dir="/tmp"))  # short: Ray's socket paths must fit
-    (port, dash, client) = free_ports(3)
-    cluster = Cluster(f"127.0.0.1:{port}", temp)
-    try:
-        cluster.groups.append(_ray_start(
-            ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
-             "--dashboard-port", str(dash), "--ray-client-server-port", str(client), "--temp-dir", str(temp),
-             *_node_ports()], temp / "head.log"))
-        cluster.groups.append(_ray_start(
-            ["--address", cluster.address, "--node-ip-address", "127.0.0.1", *_node_ports()],
-            temp / "worker.log"))
-        yield cluster
-    finally:
-        cluster.stop()
+def local_cluster(attempts: int = 3) -> Iterator[Cluster]:
+    """A head and a second node on fresh free ports. A start that fails (a port taken between
+    choosing and binding it, on a busy machine) is retried on other ports."""
+    for attempt in range(attempts):
+        temp = Path(tempfile.mkdtemp(prefix="kr", dir="/tmp"))  # short: Ray's socket paths must fit
+        (port, dash, client) = free_ports(3)
+        cluster = Cluster(f"127.0.0.1:{port}", temp)
+        try:
+            cluster.groups.append(_ray_start(
+                ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
+                 "--dashboard-port", str(dash), "--ray-client-server-port", str(client), "--temp-dir",
+                 str(temp), *_node_ports()], temp / "head.log"))
+            cluster.groups.append(_ray_start(
+                ["--address", cluster.address, "--node-ip-address", "127.0.0.1", *_node_ports()],
+                temp / "worker.log"))
+        except RuntimeError:
+            cluster.stop()
+            if attempt == attempts - 1:
+                raise
+            continue
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+        return
 
 
 def workers(cluster: Cluster) -> list[int]:
