@@ -129,7 +129,27 @@ def naive_mru(keys: list[int], cap: int) -> int:
     return hits
 
 
-NAIVE = {"sieve": naive_sieve, "gdsf": naive_gdsf, "mru": naive_mru}
+def naive_slru(keys: list[int], cap: int, protected_ratio: float = 0.8) -> int:
+    """Two LRU lists (oldest first); demotion from protected happens when an eviction is due."""
+    prob: list[int] = []
+    prot: list[int] = []
+    size = int(cap * protected_ratio)
+    hits = 0
+    for k in keys:
+        if k in prob or k in prot:
+            hits += 1
+            (prob if k in prob else prot).remove(k)
+            prot.append(k)
+            continue
+        if len(prob) + len(prot) == cap:
+            while len(prot) > size:
+                prob.append(prot.pop(0))
+            (prob if prob else prot).pop(0)
+        prob.append(k)
+    return hits
+
+
+NAIVE = {"sieve": naive_sieve, "gdsf": naive_gdsf, "mru": naive_mru, "slru": naive_slru}
 
 
 @settings(max_examples=150, deadline=None)
