@@ -171,7 +171,7 @@ def _libcachesim_hits(name: str, keys: list[int], capacity: int) -> int:
     return sum(bool(cache.get(lcs.Request(obj_id=k + 1, obj_size=1))) for k in keys)
 
 
-# Open: gdsf and s3fifo still differ from libCacheSim by up to 1.6 % of hits on this stream (sieve is
+# Open: s3fifo still differs from libCacheSim below ~100 blocks (≤ 0.4 % of hits; sieve and gdsf are
 # exact); strict xfail so that the day they agree the marker must go.
 OPEN = pytest.mark.xfail(strict=True, reason="not yet identical to libCacheSim (issue 12, open)")
 
