@@ -17,11 +17,12 @@ from pathlib import Path
 from kvern.infra.config import Config
 from kvern.ingest.pipeline import load_trace
 from kvern.ingest.stream import block_streams
+from kvern.sim.policies import POLICIES
 from kvern.sim.profiles import PROFILES
 from kvern.sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
-COMBOS = [(p, pol) for p in ("ideal", "vllm") for pol in ("lru", "fifo", "lfu", "cost", "belady")] + [
+COMBOS = [(p, pol) for p in ("ideal", "vllm") for pol in POLICIES] + [
     ("sglang", "lru")]
 
 

@@ -139,7 +139,9 @@ def ingest(log: TraceArg, output: TraceOutOpt = None, config: ConfigOpt = None, 
                         _executor(executor, ray_address, cfg)), output, _output(json_mode, quiet))
 
 # -- replay / compare (replay --backend: live) ---------------------------------
-PolicyOpt = Annotated[str, typer.Option("--policy", help="eviction policy: lru, fifo, lfu, cost, belady")]
+PolicyOpt = Annotated[str, typer.Option(
+    "--policy", help="eviction policy: lru, fifo, lfu, cost, s3fifo, arc, sieve, gdsf, mru, slru, "
+                     "followup, belady")]
 PoliciesOpt = Annotated[str | None, typer.Option(
     "--policies", help="policies side by side, e.g. lru,lfu,cost,belady (default: config)")]
 ParamOpt = Annotated[list[str] | None, typer.Option(

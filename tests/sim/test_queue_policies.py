@@ -99,6 +99,7 @@ def naive_sieve(keys: list[int], cap: int) -> int:
 
 
 def naive_gdsf(keys: list[int], cap: int) -> int:
+    """Insert, then evict the lowest (priority, last use): the newcomer itself may go."""
     pri: dict[int, tuple[float, int]] = {}
     freq: dict[int, int] = {}
     aging, hits = 0.0, 0
@@ -107,12 +108,12 @@ def naive_gdsf(keys: list[int], cap: int) -> int:
             hits += 1
             freq[k] += 1
         else:
-            if len(pri) == cap:
-                victim = min(pri, key=lambda x: pri[x])
-                aging = pri.pop(victim)[0]
-                del freq[victim]
             freq[k] = 1
         pri[k] = (aging + freq[k], t)
+        if len(pri) > cap:
+            victim = min(pri, key=lambda x: pri[x])
+            aging = pri.pop(victim)[0]
+            del freq[victim]
     return hits
 
 
@@ -128,7 +129,27 @@ def naive_mru(keys: list[int], cap: int) -> int:
     return hits
 
 
-NAIVE = {"sieve": naive_sieve, "gdsf": naive_gdsf, "mru": naive_mru}
+def naive_slru(keys: list[int], cap: int, protected_ratio: float = 0.8) -> int:
+    """Two LRU lists (oldest first); demotion from protected happens when an eviction is due."""
+    prob: list[int] = []
+    prot: list[int] = []
+    size = int(cap * protected_ratio)
+    hits = 0
+    for k in keys:
+        if k in prob or k in prot:
+            hits += 1
+            (prob if k in prob else prot).remove(k)
+            prot.append(k)
+            continue
+        if len(prob) + len(prot) == cap:
+            while len(prot) > size:
+                prob.append(prot.pop(0))
+            (prob if prob else prot).pop(0)
+        prob.append(k)
+    return hits
+
+
+NAIVE = {"sieve": naive_sieve, "gdsf": naive_gdsf, "mru": naive_mru, "slru": naive_slru}
 
 
 @settings(max_examples=150, deadline=None)
@@ -150,7 +171,7 @@ def _libcachesim_hits(name: str, keys: list[int], capacity: int) -> int:
     return sum(bool(cache.get(lcs.Request(obj_id=k + 1, obj_size=1))) for k in keys)
 
 
-# Open: gdsf and s3fifo still differ from libCacheSim by up to 1.6 % of hits on this stream (sieve is
+# Open: s3fifo still differs from libCacheSim below ~100 blocks (≤ 0.4 % of hits; sieve and gdsf are
 # exact); strict xfail so that the day they agree the marker must go.
 OPEN = pytest.mark.xfail(strict=True, reason="not yet identical to libCacheSim (issue 12, open)")
 
@@ -158,8 +179,7 @@ OPEN = pytest.mark.xfail(strict=True, reason="not yet identical to libCacheSim (
 @pytest.mark.parametrize(("policy", "capacity"), [
     ("sieve", 20), ("sieve", 50), ("sieve", 200), ("s3fifo", 200),
     pytest.param("s3fifo", 20, marks=OPEN), pytest.param("s3fifo", 50, marks=OPEN),
-    pytest.param("gdsf", 20, marks=OPEN), pytest.param("gdsf", 50, marks=OPEN),
-    pytest.param("gdsf", 200, marks=OPEN)])
+    ("gdsf", 20), ("gdsf", 50), ("gdsf", 200)])
 def test_flat_stream_agrees_with_libcachesim(policy: str, capacity: int) -> None:
     rng = np.random.default_rng(7)
     keys = (rng.zipf(1.2, 6000) % 1000).tolist()  # skewed, with a long tail of one-hit wonders

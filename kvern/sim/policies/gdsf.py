@@ -5,6 +5,10 @@ priority of the last evicted entry; ties go to the entry touched longer ago. Thi
 ``GDSF.cpp`` (``pri_last_evict + freq × 1e6 / obj_size``, ties FIFO by request time) with the
 recompute work of a block as its cost: a partial tail, worth fewer tokens, goes before a full
 block of the same history. Unlike ``cost`` the cost does not grow with depth.
+
+The new blocks of a request compete with the cached ones (no ``evict_first``): libCacheSim's GDSF
+inserts, then evicts the lowest priority, which may be the newcomer itself (it then raises ``L`` to
+its own priority, so a second miss of the same object gets in).
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ class GDSF(Policy):
     name = "gdsf"
     summary = "greedy-dual size-frequency, cost = tokens"
     code = 8
-    evict_first = True
 
     def state(self, ctx: PolicyContext) -> PolicyState:
         return PolicyState.empty(ctx.num_entries)._replace(

@@ -67,6 +67,8 @@ def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-unty
         return sieve.on_pop(state, entry, block, t, p1, p2)
     if code == 10:
         return slru.on_pop(state, entry, block, t, p1, p2)
+    if code == 11:
+        return followup.on_pop(state, entry, block, t, p1, p2)
     return False, p1, p2
 
 
