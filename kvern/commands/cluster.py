@@ -6,30 +6,20 @@ exits 130 (the shared skeleton).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kvern.commands.common import run_and_report, run_folder
+from kvern.commands.common import parse_params, run_and_report, run_folder
 from kvern.infra.config import Config
 from kvern.infra.console import Output
-from kvern.infra.errors import UsageError
 from kvern.infra.executor import ExecutorSpec, open_executor
 from kvern.ingest.pipeline import LoadOptions
-
-_PARAM = re.compile(r"^(?P<router>[a-z][a-z0-9_-]*)\.(?P<key>[a-z_0-9]+)=(?P<value>.+)$")
 
 
 def parse_router_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
     """``["sglang.cache_threshold=0.3"]`` -> ``{"sglang": {"cache_threshold": "0.3"}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items or ():
-        m = _PARAM.match(item.strip())
-        if not m:
-            raise UsageError(f"--param {item!r}: expected ROUTER.KEY=VALUE, e.g. sglang.cache_threshold=0.3")
-        out.setdefault(m["router"], {})[m["key"]] = m["value"]
-    return out
+    return parse_params(items, "ROUTER", "sglang.cache_threshold=0.3")
 
 
 def cluster(trace_path: Path, cfg: Config, load: LoadOptions, *, replicas: str | None, routers: str | None,

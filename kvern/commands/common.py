@@ -12,27 +12,20 @@ from kvern.infra.console import Output
 from kvern.infra.errors import Interrupted, UsageError
 
 R = TypeVar("R")
-_PARAM = re.compile(r"^(?P<policy>[a-z_0-9]+)\.(?P<key>[a-z_0-9]+)=(?P<value>.+)$")
+_DOTTED = re.compile(r"^(?P<name>[a-z][a-z0-9_-]*)\.(?P<key>[a-z_0-9]+)=(?P<value>.+)$")
 
 
-def parse_params(items: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    """``["lfu.half_life=50"]`` -> ``{"lfu": {"half_life": "50"}}`` (the policy checks the keys)."""
+def parse_params(items: Sequence[str] | None, what: str = "POLICY",
+                 example: str = "lfu.half_life=50") -> dict[str, dict[str, Any]]:
+    """``--param`` items: ``["lfu.half_life=50"]`` -> ``{"lfu": {"half_life": "50"}}`` (the policy,
+    or router, checks its keys)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items or ():
-        m = _PARAM.match(item.strip())
+        m = _DOTTED.match(item.strip())
         if not m:
-            raise UsageError(f"--param {item!r}: expected POLICY.KEY=VALUE, e.g. lfu.half_life=50")
-        out.setdefault(m["policy"], {})[m["key"]] = m["value"]
+            raise UsageError(f"--param {item!r}: expected {what}.KEY=VALUE, e.g. {example}")
+        out.setdefault(m["name"], {})[m["key"]] = m["value"]
     return out
-
-
-def check_policy_names(names: str | Sequence[str], flag: str) -> None:
-    """Fail on an unknown policy with the flag the user typed (``--policy`` or ``--policies``)."""
-    from kvern.sim.policies import POLICIES
-
-    for name in names.split(",") if isinstance(names, str) else names:
-        if name.strip() and name.strip() not in POLICIES:
-            raise UsageError(f"{flag}: unknown policy {name.strip()!r} (one of {', '.join(POLICIES)})")
 
 
 def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output: Path | None) -> Path:
