@@ -28,6 +28,15 @@ def parse_params(items: Sequence[str] | None, what: str = "POLICY",
     return out
 
 
+def check_policy_names(names: str | Sequence[str], flag: str) -> None:
+    """Fail on an unknown policy with the flag the user typed (``--policy`` or ``--policies``)."""
+    from kvern.sim.policies import POLICIES
+
+    for name in names.split(",") if isinstance(names, str) else names:
+        if name.strip() and name.strip() not in POLICIES:
+            raise UsageError(f"{flag}: unknown policy {name.strip()!r} (one of {', '.join(POLICIES)})")
+
+
 def run_folder(cfg: Config, command: str, trace_path: Path, profile: str, output: Path | None) -> Path:
     """``--output``, else ``<output_dir>/<command>-<trace name>-<profile>`` (same run, same folder)."""
     if output is not None:
