@@ -363,6 +363,8 @@ RouterOpt = Annotated[str | None, typer.Option(
     "--router", help="routers: round-robin,random,session,least-loaded,prefix,dynamo,sglang,llm-d")]
 OffloadOpt = Annotated[list[str] | None, typer.Option(
     "--offload", help="offload tiers per replica, cpu=64GiB[,disk=1TiB] (repeatable; none is always run)")]
+ClusterJobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", help="local processes running settings side by side (default: executor.jobs, else 1)")]
 RouterParamOpt = Annotated[list[str] | None, typer.Option(
     "--param", help="router parameter ROUTER.KEY=VALUE, e.g. sglang.cache_threshold=0.3 (repeatable)")]
 
@@ -376,14 +378,18 @@ def cluster(trace: TraceArg, replicas: ReplicasOpt = None, router: RouterOpt = N
             skip_invalid: SkipInvalidOpt = False, no_cache: NoCacheOpt = False,
             no_normalize: NoNormalizeOpt = False, block_size: BlockSizeOpt = None,
             trace_block_size: TraceBlockSizeOpt = None, executor: ExecutorOpt = None,
-            ray_address: RayAddressOpt = None,
+            ray_address: RayAddressOpt = None, jobs: ClusterJobsOpt = None,
             json_mode: JsonOpt = False, quiet: QuietOpt = False) -> None:
     """Simulate N replicas behind routers (with offload tiers): reuse kept and lost, imbalance, TTFT."""
+    import dataclasses
+
     from kvern.commands.cluster import cluster as run
     from kvern.infra.config import load_config
 
     cfg = load_config(config)
     spec = _executor(executor, ray_address, cfg)
+    if jobs is not None:
+        spec = dataclasses.replace(spec, jobs=jobs)
     load = _load(fmt, model, skip_invalid, no_cache, no_normalize, block_size, trace_block_size, spec)
     run(trace, cfg, load,
         replicas=replicas, routers=router, capacity=capacity, offload=offload, profile=profile, policy=policy,

@@ -30,7 +30,7 @@ def test_cluster_writes_a_deterministic_report(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     r1 = CliRunner().invoke(app, [*args, "-o", str(a)])
     assert r1.exit_code == 0, r1.output
-    r2 = CliRunner().invoke(app, [*args, "-o", str(b)])
+    r2 = CliRunner().invoke(app, [*args, "-o", str(b), "--jobs", "2"])  # settings in two processes
     assert r2.exit_code == 0, r2.output
     for name in ("cluster.parquet", "summary.parquet", "summary.json", "cluster_hit_rate.png",
                  "cluster_frontier.png", "cluster_offload.png"):
