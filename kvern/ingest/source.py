@@ -8,8 +8,10 @@ consumed, which is the only size known up front.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,20 +145,8 @@ def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputEr
     Errors about single lines are yielded, not raised, so the caller decides whether to skip
     them (``--skip-invalid``). Errors about the whole file (missing, empty, binary) raise.
     """
-    try:
-        size = path.stat().st_size
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a request log", path) from None
-    with raw:
-        try:
-            stream = io.BufferedReader(_decompressed(raw))  # type: ignore[arg-type]
-            first = stream.peek(_BINARY_PROBE)[:_BINARY_PROBE]
-        except (OSError, EOFError, zstandard.ZstdError) as e:
-            raise InputError(f"cannot decompress: {e}", path) from None
-        _check_not_binary(first, path)
+    with _open_log(path) as (raw, stream):
+        size = os.fstat(raw.fileno()).st_size
         seen_any = False
         with out.progress(f"reading {path.name}", total=size or None) as advance:
             pos = 0
@@ -171,6 +161,26 @@ def iter_lines(path: Path, out: Output = NULL_OUTPUT) -> Iterator[Line | InputEr
                     yield item
         if not seen_any:
             raise InputError("empty log: no request lines", path)
+
+
+@contextlib.contextmanager
+def _open_log(path: Path) -> Iterator[tuple[IO[bytes], io.BufferedReader]]:
+    """(the file, its decompressed stream) of a log that exists, decompresses and is text; the
+    errors about the whole file are raised here, once for every reader."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise InputError("no such file", path) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a request log", path) from None
+    with raw:
+        try:
+            stream = io.BufferedReader(_decompressed(raw))  # type: ignore[arg-type]
+            first = stream.peek(_BINARY_PROBE)[:_BINARY_PROBE]
+        except (OSError, EOFError, zstandard.ZstdError) as e:
+            raise InputError(f"cannot decompress: {e}", path) from None
+        _check_not_binary(first, path)
+        yield raw, stream
 
 
 def _item(line: bytes, number: int, path: Path) -> Line | InputError | None:
@@ -189,18 +199,7 @@ def read_chunks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
     A compressed stream cannot be entered mid-way, so the reader that cuts is this one, in one
     pass; whole-file errors are those of ``iter_lines``, raised when met.
     """
-    try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise InputError("no such file", path) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a request log", path) from None
-    with raw:
-        try:
-            stream = io.BufferedReader(_decompressed(raw))  # type: ignore[arg-type]
-            _check_not_binary(stream.peek(_BINARY_PROBE)[:_BINARY_PROBE], path)
-        except (OSError, EOFError, zstandard.ZstdError) as e:
-            raise InputError(f"cannot decompress: {e}", path) from None
+    with _open_log(path) as (_raw, stream):
         number, rest = 1, b""
         while True:
             try:
