@@ -1,8 +1,20 @@
-"""Fixtures for every test."""
+"""Fixtures for every test, and hypothesis's profile.
+
+Under CI (``CI`` set, as CI sets it) hypothesis draws the same examples every run, so a
+submission's verdict does not depend on which random cases one run happened to try; locally it
+explores new ones each run (run with ``CI=1`` to reproduce CI's draw).
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
