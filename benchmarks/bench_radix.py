@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from benchmarks.gen_trace import GenParams, HashTrace, generate
+from benchmarks.streams import to_trace
 from kvern.infra.config import Config
 from kvern.ingest.pipeline import load_trace
 from kvern.ingest.stream import BlockStream, block_streams
-from kvern.ingest.trace import Trace, TraceMeta, with_meta
 from kvern.sim.policies import make_policy
 from kvern.sim.profiles import get_profile
 
@@ -57,22 +57,10 @@ def token_stream_of(trace: HashTrace, model: str = "bench") -> BlockStream:
     within = np.arange(int(per_id.sum())) - np.repeat(np.cumsum(per_id) - per_id, per_id)
     tokens = start + within
     assert tokens.max() < 2**31, "too many ids for int32 token ids"
-    n = trace.num_requests
-    tok_off = np.zeros(n + 1, np.int64)
+    tok_off = np.zeros(trace.num_requests + 1, np.int64)
     np.cumsum(trace.input_length, out=tok_off[1:])
-    keys = pa.ListArray.from_arrays(pa.array(trace.offsets), pa.array(trace.hash_ids.view(np.uint64)))
-    table = pa.table({
-        "request_id": pa.array(np.arange(n).astype(str)),
-        "arrival_s": pa.array(trace.timestamp_ms / 1000.0),
-        "model": pa.array([model] * n),
-        "session_id": pa.nulls(n, pa.string()),
-        "prompt_tokens": pa.array(trace.input_length.astype(np.int32)),
-        "output_tokens": pa.array(trace.output_length.astype(np.int32)),
-        "block_keys": keys,
-        "token_ids": pa.ListArray.from_arrays(pa.array(tok_off), pa.array(tokens.astype(np.int32))),
-    })
-    meta = TraceMeta(block_size=bs, source="benchmark", format="test")
-    return block_streams(Trace(with_meta(table, meta), meta))[model]
+    ids = pa.ListArray.from_arrays(pa.array(tok_off), pa.array(tokens.astype(np.int32)))
+    return block_streams(to_trace(trace, model, ids))[model]
 
 
 def repeated(stream: BlockStream, copies: int) -> BlockStream:

@@ -38,8 +38,9 @@ def hash_trace(name: str) -> HashTrace:
     raise SystemExit(f"unknown trace {name!r}; known: {', '.join(TRACES)}")
 
 
-def to_trace(trace: HashTrace, model: str = "bench") -> Trace:
-    """The hash trace as kvern's canonical trace (what ``kvern ingest`` would produce)."""
+def to_trace(trace: HashTrace, model: str = "bench", token_ids: pa.Array | None = None) -> Trace:
+    """The hash trace as kvern's canonical trace (what ``kvern ingest`` would produce);
+    ``token_ids`` (one list per request) makes it a tokenized trace."""
     n = trace.num_requests
     keys = pa.ListArray.from_arrays(pa.array(trace.offsets), pa.array(trace.hash_ids.view(np.uint64)))
     table = pa.table({
@@ -50,9 +51,10 @@ def to_trace(trace: HashTrace, model: str = "bench") -> Trace:
         "prompt_tokens": pa.array(trace.input_length.astype(np.int32)),
         "output_tokens": pa.array(trace.output_length.astype(np.int32)),
         "block_keys": keys,
-        "token_ids": pa.nulls(n, pa.list_(pa.int32())),
+        "token_ids": pa.nulls(n, pa.list_(pa.int32())) if token_ids is None else token_ids,
     })
-    meta = TraceMeta(block_size=trace.block_size, source="benchmark", format="hash-ids")
+    meta = TraceMeta(block_size=trace.block_size, source="benchmark",
+                     format="hash-ids" if token_ids is None else "tokens")
     return Trace(with_meta(table, meta), meta)
 
 
