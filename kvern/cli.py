@@ -9,6 +9,7 @@ message and its exit code, and an OS error on a named file (an unwritable `-o`) 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -450,7 +451,30 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            _exit_now_if_abandoned()
+        raise
+
+
+def _exit_now_if_abandoned() -> None:
+    """After Ctrl-C, leave at once when a tokenizer call is still running in its thread: the
+    interpreter's teardown waits for it and frees its heap, seconds for a 50 MB prompt. Every
+    file was already written or removed by then; Ray, if this run started one, is stopped."""
+    import os
+
+    from kvern.infra.interrupt import abandoned_calls
+
+    if not abandoned_calls():
+        return
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -335,6 +335,20 @@ def test_a_capacity_beyond_the_trace_runs_at_the_trace_size_and_says_so(work: Pa
     ref = json.loads(small)["summary"][0]
     assert rows[1_000_000_000]["cached_tokens"] == ref["cached_tokens"]
     assert rows[1_000_000_000]["evicted_blocks"] == 0
+    noted = json.loads((work / "big" / "summary.json").read_text())["settings"]["capacity_bounded"]
+    assert [n["capacities"] for n in noted] == [["1000000000"]]  # recorded, not only printed
+    assert 4 < noted[0]["simulated_as_blocks"] < 1_000_000_000
+    _invoke(["replay", "trace.jsonl", "--capacity", "4", "-o", "fits", "-q"])
+    assert "capacity_bounded" not in json.loads((work / "fits" / "summary.json").read_text())["settings"]
+
+
+def test_a_sweep_beyond_the_trace_records_the_bound(work: Path) -> None:
+    code, out = _invoke(["sweep", "trace.jsonl", "--capacity", "2:1000000000", "--points", "4",
+                         "--policies", "lru,fifo", "-o", "sw", "--no-charts", "-q"])
+    assert code == 0, out
+    noted = json.loads((work / "sw" / "sweep.json").read_text())["settings"]["capacity_bounded"]
+    assert len(noted) == 1 and noted[0]["capacities"][-1] == 1_000_000_000
+    assert all(c > noted[0]["simulated_as_blocks"] for c in noted[0]["capacities"])
 
 
 def test_an_io_error_while_reading_is_exit_2_naming_the_file(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -140,15 +140,18 @@ def useful_capacity(stream: BlockStream, profile: str) -> int | None:
 
 
 def say_capacity_bound(stream: BlockStream, profile: str, caps: Sequence[tuple[str, int]],
-                       out: Output) -> None:
+                       out: Output) -> dict[str, Any] | None:
     """Warn once per model when capacities exceed what its trace can ever fill: they run at
-    that size (``kvern.sim.simulate``), with the same hits as any larger cache."""
+    that size (``kvern.sim.simulate``), with the same hits as any larger cache. Returns the
+    note for the run's settings (``capacity_bounded`` in summary.json), None when none is over."""
     bound = useful_capacity(stream, profile)
     over = [label for label, blocks in caps if bound is not None and blocks > bound]
-    if over:
-        out.info(f"note: --capacity {', '.join(over[:3])}{' …' if len(over) > 3 else ''}: more than the "
-                 f"{bound:,} blocks model {stream.model!r} can ever fill in this trace; simulated as "
-                 f"{bound:,} blocks, where nothing is evicted (the same hits as any larger cache)")
+    if not over:
+        return None
+    out.info(f"note: --capacity {', '.join(over[:3])}{' …' if len(over) > 3 else ''}: more than the "
+             f"{bound:,} blocks model {stream.model!r} can ever fill in this trace; simulated as "
+             f"{bound:,} blocks, where nothing is evicted (the same hits as any larger cache)")
+    return {"model": stream.model, "capacities": over, "simulated_as_blocks": bound}
 
 
 def capacity_blocks(specs: list[CapacitySpec], cfg: Config, model: str, block_size: int) -> list[int]:

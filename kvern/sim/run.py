@@ -113,9 +113,12 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
         raise UsageError("the trace has no requests")
     streams = dict(streams) if streams is not None else block_streams(trace)
     plan = []
+    bounded: list[dict[str, Any]] = []
     for model, stream in streams.items():
         blocks = capacity_blocks(specs, cfg, model, stream.block_size)
-        say_capacity_bound(stream, profile, [(s.label, b) for s, b in zip(specs, blocks, strict=True)], out)
+        labelled = [(s.label, b) for s, b in zip(specs, blocks, strict=True)]
+        note = say_capacity_bound(stream, profile, labelled, out)
+        bounded += [note] if note else []
         for name in names:
             user, derived = policy_param_parts(name, cfg, model, params)
             for spec, cap in zip(specs, blocks, strict=True):
@@ -147,6 +150,8 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
         "models": list(streams),
         "effective_flops": cfg.savings.effective_flops,
     }
+    if bounded:  # only then, like partial: other runs' summary.json stays as it always was
+        settings["capacity_bounded"] = bounded
     if interrupted:  # only then: a complete run's summary.json stays as it always was
         settings["partial"] = True
         settings["not_run"] = [{"model": m, "policy": n, "capacity": spec.label}

@@ -199,11 +199,14 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
                  f"{WHY_NO_CURVE.get(profile, 'its cache is not a recency stack of blocks')}.")
 
     plans: dict[str, list[int]] = {}
+    bounded: list[dict[str, Any]] = []
     tasks: list[tuple[str, str, int, dict[str, Any]]] = []
     for model, stream in streams.items():
         caps = _capacities(stream, specs, points, cfg, model, exact)
         plans[model] = caps
-        say_capacity_bound(stream, profile, [(f"{c:,} blocks", c) for c in caps], out)
+        note = say_capacity_bound(stream, profile, [(f"{c:,} blocks", c) for c in caps], out)
+        if note:  # in blocks, as the sweep's other capacities are recorded
+            bounded.append({**note, "capacities": [c for c in caps if c > note["simulated_as_blocks"]]})
         if not use_curve:  # the achievable rate: LRU in a cache that never has to evict (first,
             # so that an interrupted sweep most likely has it)
             tasks.append((model, "lru", unbounded_capacity(stream), policy_params("lru", cfg, model, params)))
@@ -232,6 +235,8 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
         "block_size": trace.meta.block_size, "models": list(streams),
         "policy_params": {m: {n: policy_params(n, cfg, m, params) for n in names} for m in streams},
     }
+    if bounded:  # only then: other sweeps' settings stay as they always were
+        settings["capacity_bounded"] = bounded
     if not interrupted:  # a complete sweep's settings stay as they always were
         return SweepResult(trace.meta.source, profile, names, models, settings)
     # What did not run: simulations by capacity, an LRU curve as a whole (capacity_blocks None).
