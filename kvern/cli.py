@@ -55,8 +55,10 @@ def boundary(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from kvern.infra.console import Output
         from kvern.infra.files import forget_inputs
+        from kvern.infra.startup import hold_back_unused_imports
 
         forget_inputs()
+        hold_back_unused_imports()
         try:
             _check_text_args(kwargs)
             return fn(*args, **kwargs)

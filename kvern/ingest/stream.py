@@ -202,21 +202,27 @@ def _block_shapes(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, bloc
 def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """(int32 id of each key, in order of first appearance; the number of distinct keys)."""
     ids = np.empty(len(keys), dtype=np.int32)
-    size = 16
-    while size < 2 * len(keys):
-        size *= 2
-    return ids, int(_intern_table(keys, ids, size))
+    bits = 4
+    while (1 << bits) < 2 * len(keys):
+        bits += 1
+    return ids, int(_intern_table(keys, ids, bits))
 
 
 @numba.njit(cache=True, nogil=True)
-def _intern_table(keys: np.ndarray, ids: np.ndarray, size: int) -> int:
+def _intern_table(keys: np.ndarray, ids: np.ndarray, bits: int) -> int:
+    """Open addressing, linear probing. The slot is a Fibonacci hash of the key (its top bits
+    after a multiply): keys are not always random (hash-id traces number their blocks), and
+    the low bits of structured keys would pile into a few runs of slots."""
+    size = 1 << bits
     mask = np.uint64(size - 1)
+    shift = np.uint64(64 - bits)
+    golden = np.uint64(0x9E3779B97F4A7C15)
     slot_key = np.empty(size, np.uint64)
     slot_id = np.full(size, -1, np.int32)
     n = 0
     for i in range(len(keys)):
         k = keys[i]
-        h = k & mask
+        h = (k * golden) >> shift
         while True:
             s = slot_id[h]
             if s < 0:
