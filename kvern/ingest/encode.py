@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import jinja2
 import numpy as np
 
 from kvern.infra.interrupt import LONG_TEXT, interruptible
@@ -83,6 +82,14 @@ class SegmentEncoder:
         return np.asarray(ids, dtype=np.int32)
 
 
+def _template_errors() -> tuple[type[BaseException], ...]:
+    """What a chat template raises on a request it cannot render (jinja2 is imported here, not
+    at start-up: transformers' templates run on it, kvern's own ChatML does not)."""
+    import jinja2
+
+    return (TypeError, KeyError, AttributeError, ValueError, jinja2.TemplateError)
+
+
 class TemplateError(ValueError):
     """The chat template cannot render this request (e.g. a tool call without a name)."""
 
@@ -117,7 +124,7 @@ class RequestEncoder:
                 return chatml.render(messages, tools, add_generation_prompt=True)
             text: str = self.tokenizer.apply_chat_template(
                 messages, tools=tools, add_generation_prompt=True, tokenize=False)
-        except (TypeError, KeyError, AttributeError, ValueError, jinja2.TemplateError) as e:
+        except _template_errors() as e:  # evaluated only when something was raised
             raise TemplateError(
                 f"the chat template cannot render this request: {type(e).__name__}: {e}") from e
         return text

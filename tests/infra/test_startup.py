@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.trace_paths import MOONCAKE
 
-NOT_NEEDED = ("pandas", "matplotlib", "cffi", "transformers", "aiohttp", "ray")
+NOT_NEEDED = ("pandas", "matplotlib", "cffi", "jinja2", "transformers", "aiohttp", "ray")
 
 
 def _modules_after(args: list[str], cwd: Path) -> list[str]:
