@@ -73,6 +73,14 @@ def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-unty
 
 
 @numba.njit(cache=True)
+def policy_on_miss(code, state, block, t):  # type: ignore[no-untyped-def]
+    if code == 5:
+        s3fifo.on_miss(state, block, t)
+    elif code == 6:
+        arc.on_miss(state, block, t)
+
+
+@numba.njit(cache=True)
 def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.queue_of(state, entry)

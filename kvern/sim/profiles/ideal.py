@@ -25,7 +25,14 @@ from kvern.sim.engine import CacheEngine
 from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.kernels import LRUEngine
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
+from kvern.sim.policies.kernels import (
+    policy_evicted,
+    policy_on_miss,
+    policy_on_pop,
+    policy_pick,
+    policy_queue,
+    policy_touch,
+)
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
@@ -198,6 +205,7 @@ def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: igno
         m = n if n < cap else cap  # k <= cache size <= cap, so m >= k
         for j in range(k, m):  # insert the misses, parents first
             b = p.ids[lo + j]
+            policy_on_miss(code, state, b, r)
             c.in_cache[b] = 1
             c.counters[SIZE] += 1
             if p.parent[b] >= 0:

@@ -58,7 +58,14 @@ from kvern.sim import heap
 from kvern.sim.engine import CacheEngine
 from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
+from kvern.sim.policies.kernels import (
+    policy_evicted,
+    policy_on_miss,
+    policy_on_pop,
+    policy_pick,
+    policy_queue,
+    policy_touch,
+)
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
@@ -412,6 +419,8 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             held[k] = s
             k += 1
         cached[r] = k * p.block_size
+        for j in range(k, full):  # the keys this request will cache, looked up before its evictions
+            policy_on_miss(code, state, p.ids[lo + j], r)
         # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
         for j in range(k, n):
             if f.counters[FRESH] > 0:
