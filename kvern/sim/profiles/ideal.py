@@ -154,7 +154,7 @@ def _compact(c, q, round_):  # type: ignore[no-untyped-def]
     c.counters[_len_at(q)] = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _push_leaf(code, state, c, b, depth):  # type: ignore[no-untyped-def]
     q = policy_queue(code, state, b)
     at = _len_at(q)
@@ -171,7 +171,7 @@ def _current(c, h, i):  # type: ignore[no-untyped-def]
     return h[i, VERSION] == c.version[b] and c.children[b] == 0 and c.in_cache[b] != 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _valid_top(c, q):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
     at = _len_at(q)
@@ -181,7 +181,7 @@ def _valid_top(c, q):  # type: ignore[no-untyped-def]
     return c.counters[at] > 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
     b = p.ids[lo + j]
     p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
@@ -192,7 +192,7 @@ def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
         _push_leaf(code, state, c, b, p.depth)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)  # no reference counts, nothing allocated: kvern.sim.policies.kernels
 def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
     nq = c.heap.shape[0]
     for r in requests:
