@@ -58,7 +58,7 @@ def _sift_down(h, i, n):  # type: ignore[no-untyped-def]
         i = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def push(h, n, p1, p2, neg_depth, ident, version):  # type: ignore[no-untyped-def]
     """Add a row; return the new length. The caller makes room (``n < len(h)``)."""
     h[n, P1] = p1
@@ -76,7 +76,7 @@ def push(h, n, p1, p2, neg_depth, ident, version):  # type: ignore[no-untyped-de
     return n + 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def pop(h, n):  # type: ignore[no-untyped-def]
     """Drop the smallest row (read ``h[0]`` first); return the new length."""
     n -= 1

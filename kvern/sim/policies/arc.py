@@ -6,11 +6,14 @@ B2 shrinks it by ``max(|B1|/|B2|, 1)``, and the block enters T2; other misses en
 takes T1's least recent block when ``|T1| > p`` (and T1 is not empty), else T2's. Ghosts keep
 ``|T1| + |B1| ≤ c`` and all four lists ``≤ 2c``.
 
-T1 and T2 are the engine's two heaps (LRU by touch order), ``pick`` is ARC's REPLACE. Differences
-from the paper, both forced by evicting before the miss is looked at (``evict_first``, as vLLM
-allocates before caching): ``p`` adapts after the eviction the ghost hit caused rather than before,
-and REPLACE's tie rule for a miss found in B2 (``|T1| = p``) is not applied. Prefix-closed
-variant: only leaves of a list are candidates; a list without evictable leaves yields to the other.
+T1 and T2 are the engine's two heaps (LRU by touch order), ``pick`` is ARC's REPLACE (with its
+tie rule: T1 goes when ``|T1| = p`` and the miss was found in B2). A miss is looked up in the
+ghosts, and ``p`` adapted, before the evictions it causes (``on_miss``, cases II and III); the block
+joins T2 after them. The ghost bounds are kept after each step rather than by deleting B1's or
+B2's LRU before REPLACE (case IV), which leaves the same lists. On a flat stream this is the
+paper's ARC, and libCacheSim's ``ARC.c``, request by request (tested). Prefix-closed variant
+(prefix traces only): only leaves of a list are candidates; a list without evictable leaves
+yields to the other; a request's misses all adapt ``p`` before its evictions.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 T1, T2 = 0, 1
 # scalars
-SEQ, N_T1, N_T2, P, CAP = range(5)
+SEQ, N_T1, N_T2, P, CAP, IN_B2 = range(6)
 
 
 @numba.njit(cache=True, inline="always")
@@ -37,17 +40,8 @@ def _trim(s):  # type: ignore[no-untyped-def]
 @numba.njit(cache=True, inline="always")
 def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if new:
-        b1 = float(s.log_ctr[0, ghost.COUNT])
-        b2 = float(s.log_ctr[1, ghost.COUNT])
-        q = T2
-        if ghost.member(s, 0, block):
-            s.scalars[P] = min(s.scalars[CAP], s.scalars[P] + max(b2 / b1, 1.0))
-            ghost.remove(s, 0, block)
-        elif ghost.member(s, 1, block):
-            s.scalars[P] = max(0.0, s.scalars[P] - max(b1 / b2, 1.0))
-            ghost.remove(s, 1, block)
-        else:
-            q = T1
+        q = T2 if ghost.taken(s, block) >= 0 else T1
+        s.scalars[IN_B2] = 0.0
         s.entry_m[entry, 0] = q
         s.scalars[N_T1 + q] += 1.0
         _trim(s)
@@ -61,13 +55,28 @@ def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, inline="always")
+def on_miss(s, block, t):  # type: ignore[no-untyped-def]
+    """Cases II and III of the paper: adapt ``p`` before REPLACE runs (the block joins T2 later)."""
+    b1 = float(s.log_ctr[0, ghost.COUNT])
+    b2 = float(s.log_ctr[1, ghost.COUNT])
+    if ghost.member(s, 0, block):
+        s.scalars[P] = min(s.scalars[CAP], s.scalars[P] + max(b2 / b1, 1.0))
+    elif ghost.member(s, 1, block):
+        s.scalars[P] = max(0.0, s.scalars[P] - max(b1 / b2, 1.0))
+        s.scalars[IN_B2] = 1.0
+    ghost.take(s, block)
+
+
+@numba.njit(cache=True, inline="always")
 def queue_of(s, entry):  # type: ignore[no-untyped-def]
     return s.entry_m[entry, 0]
 
 
 @numba.njit(cache=True, inline="always")
 def pick(s):  # type: ignore[no-untyped-def]
-    return T1 if s.scalars[N_T1] >= 1.0 and s.scalars[N_T1] > s.scalars[P] else T2
+    n1 = s.scalars[N_T1]
+    tie = s.scalars[IN_B2] > 0.0 and n1 == s.scalars[P]
+    return T1 if n1 >= 1.0 and (n1 > s.scalars[P] or tie) else T2
 
 
 @numba.njit(cache=True, inline="always")

@@ -22,7 +22,7 @@ compiled (numba) and a policy is still one small file:
   that merely change hands are not evictions.
 
 Queue policies (S3-FIFO, ARC, SIEVE, SLRU) change their order at eviction time, which a priority
-fixed at touch time cannot say. Three optional hooks cover them without the engine knowing any
+fixed at touch time cannot say. Four optional hooks cover them without the engine knowing any
 policy:
 
 * ``on_pop(state, entry, block, t, p1, p2) -> (keep, p1, p2)``: the heap's top is a current
@@ -34,6 +34,9 @@ policy:
 * ``evict_first = True``: the request's newly inserted entries are touched only after its
   evictions (libCacheSim's order: evict, then insert), unless nothing else is left to evict.
   On a flat stream this makes a policy evict exactly what libCacheSim's does.
+* ``on_miss(state, block, t)``: called for each block request ``t`` misses and will cache, before
+  its evictions (libCacheSim's ``find``): S3-FIFO and ARC look the block up in their ghosts there,
+  so that a ghost hit is known, and the ghost entry gone, before the evictions it causes.
 
 ``PolicyState`` holds the arrays, by what they are indexed with; ``Policy.state(ctx)`` builds
 them. Priorities never change between touches: that is what lets the engine keep a lazy heap.

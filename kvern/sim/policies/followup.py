@@ -68,9 +68,15 @@ MIN_RISK = 20.0
 # scalars
 TAU, PRIOR, REFIT, LAST_T, PARTIAL, SINCE_FIT, FITTED, STEP = range(8)
 # table layout (flat): [0, CB) keys, [CB, 2CB) at risk, [2CB, 3CB) follow-ups, then one
-# maturation pointer per bin, then the bin edges
+# maturation pointer per bin, the bin edges, and the refit's scratch (pooled hazard, factors,
+# survival: the engines' loops allocate nothing)
 CB = CLASSES * BINS
 KEY, RISK, EVENT, PTR, EDGE = 0, CB, 2 * CB, 3 * CB, 3 * CB + BINS
+LEVELS = max(TURNS, len(TOKEN_EDGES) + 1, PACES)
+POOLED = EDGE + BINS + 1
+FACTOR = POOLED + BINS
+SURV = FACTOR + 3 * LEVELS
+TABLE = SURV + BINS + 1
 
 
 @numba.njit(cache=True)
@@ -112,7 +118,8 @@ def _refit(s):  # type: ignore[no-untyped-def]
     tab = s.table
     tau = s.scalars[TAU]
     prior = s.scalars[PRIOR]
-    pooled = np.zeros(BINS)
+    pooled = tab[POOLED:FACTOR]
+    pooled[:] = 0.0
     for i in range(BINS):
         risk = 0.0
         ev = 0.0
@@ -129,7 +136,8 @@ def _refit(s):  # type: ignore[no-untyped-def]
     # proportional hazards: pooled(age) x f_turn x f_length, each factor observed / expected events
     lengths = len(TOKEN_EDGES) + 1
     sizes = (TURNS, lengths, PACES)
-    factor = np.ones((3, max(TURNS, lengths, PACES)))
+    factor = tab[FACTOR:SURV].reshape((3, LEVELS))
+    factor[:, :] = 1.0
     for _ in range(2):
         for d in range(3):
             for g in range(sizes[d]):
@@ -147,7 +155,8 @@ def _refit(s):  # type: ignore[no-untyped-def]
                         ev += tab[EVENT + c * BINS + i]
                         exp += tab[RISK + c * BINS + i] * pooled[i] * other
                 factor[d, g] = (ev + prior * 0.5) / (exp + prior * 0.5)  # shrunk towards 1
-    surv = np.zeros(BINS + 1)
+    surv = tab[SURV:TABLE]
+    surv[:] = 0.0
     for c in range(CLASSES):
         surv[0] = 1.0
         model = (factor[0, c // (lengths * PACES)] * factor[1, (c // PACES) % lengths]
@@ -253,8 +262,8 @@ class Followup(Policy):
         per_request = np.full((max(st.num_requests, 1), 2), -1, np.int64)  # [extends, first extended by]
         per_request[: st.num_requests, 0] = parent
         partial = (st.block_tokens < st.block_size).astype(np.int64)  # per block
-        table = np.zeros(EDGE + BINS + 1)
-        table[EDGE:] = AGE_EDGES
+        table = np.zeros(TABLE)
+        table[EDGE:POOLED] = AGE_EDGES
         s = PolicyState.empty(1)
         # the generic arrays, by what this policy indexes them with: entry_i[block] = partial tail,
         # block_i[block] = its last request, block_f[request] = arrival, access_i[request] = class,

@@ -4,6 +4,10 @@ Kept in ``PolicyState.log_i[g]`` (an append-only log as long as the stream's blo
 so it never wraps) with ``log_ctr[g] = (head, tail, count)``, and ``block_i[b]`` =
 ``2 × position + g`` of block b in ghost g, or -1 (a block is in at most one ghost). A removed
 block leaves a dead slot behind; trimming skips it.
+
+A ghost hit is known when the request looks its blocks up, before the evictions it causes
+(libCacheSim's ``find``), but the block joins its queue only after them: ``take`` removes the
+block and marks it ``-2 - g`` (taken from ghost g) until ``taken`` reads and clears the mark.
 """
 
 from __future__ import annotations
@@ -27,9 +31,22 @@ def member(s, g, block):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, inline="always")
-def remove(s, g, block):  # type: ignore[no-untyped-def]
+def take(s, block):  # type: ignore[no-untyped-def]
+    """Remove ``block`` from its ghost, if any, and mark it as taken from that ghost."""
+    v = s.block_i[block]
+    if v >= 0:
+        s.log_ctr[v % 2, COUNT] -= 1
+        s.block_i[block] = -2 - v % 2
+
+
+@numba.njit(cache=True, inline="always")
+def taken(s, block):  # type: ignore[no-untyped-def]
+    """The ghost ``block`` was taken from since its mark was last read (-1: none); clears the mark."""
+    v = s.block_i[block]
+    if v >= 0:
+        return -1
     s.block_i[block] = -1
-    s.log_ctr[g, COUNT] -= 1
+    return -2 - v
 
 
 @numba.njit(cache=True)

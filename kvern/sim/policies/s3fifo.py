@@ -1,18 +1,29 @@
 """S3-FIFO (Yang et al., SOSP 2023): small FIFO, main FIFO with re-insertion, ghost (docs/architecture.md §4).
 
-As libCacheSim's ``S3FIFO.c`` with its defaults (small 10 % of the capacity, ghost 90 %, move to
-main at 2 hits): a new block enters the small queue, or the main queue if the ghost remembers it
-(or, before the first eviction, once the small queue is full). Evicting from the small queue (when
-the main queue is within its size and the small one is not empty) moves a block hit twice or more
-to the main queue and drops the others into the ghost; evicting from the main queue re-inserts a
-block hit since it entered (its 2-bit count minus one) and drops the others.
+As libCacheSim's ``S3FIFO.c`` with its defaults (small queue ``int(capacity × 0.1)`` blocks, main
+the rest, ghost ``int(capacity × 0.9)`` blocks, move to main at 2 hits, 2-bit counts in main): a
+new block enters the small queue, or the main queue if the ghost remembers it (or, before the
+first eviction, once the small queue is full). The ghost is looked up, and a block found there
+leaves it, when the request misses, before the evictions the miss causes (``on_miss``, as
+libCacheSim's ``find``); the block joins the main queue after them. An eviction evicts from the
+main queue when it holds more than its size or the small queue is empty, else from the small
+queue. Evicting from the small queue moves a block hit twice or more (since it entered) to the
+main queue with its count reset, and drops the first other one into the ghost; evicting from the
+main queue re-inserts a block hit since it entered (its count capped at 3, minus one) and drops
+the first other one. On a flat stream this evicts, request by request, what libCacheSim's does
+(tested at 5 to 200 blocks).
+
+One difference on flat streams, by design: libCacheSim refuses an object as large as its small
+queue (``S3FIFO_insert``, meant for objects of many bytes), so with unit blocks and the default
+ratio it caches nothing below 20 blocks (and exits below 10, where its small queue is empty);
+here the small queue is at least one block and the algorithm runs unchanged. With a small queue
+of two or more blocks the two agree at any capacity.
 
 Each queue is one of the engine's two heaps, ordered by entry into the queue; ``on_pop`` does the
 moves and ``pick`` chooses the queue, sticking to it until something is evicted (libCacheSim's
-inner loops). Prefix-closed variant: a queue's oldest entry that is not a leaf waits (the next leaf
-of that queue goes first), and an empty-of-leaves queue yields to the other. New blocks join after
-their request's evictions (``evict_first``). libCacheSim refuses to cache anything when the small
-queue holds less than two objects (capacity < 20); here the small queue is at least one block.
+inner loops). Prefix-closed variant (prefix traces only): a queue's oldest entry that is not a
+leaf waits (the next leaf of that queue goes first), and an empty-of-leaves queue yields to the
+other. New blocks join after their request's evictions (``evict_first``), tail first.
 """
 
 from __future__ import annotations
@@ -35,13 +46,9 @@ SEQ, N_SMALL, N_MAIN, EVICTED_ONCE, SMALL_SIZE, MAIN_SIZE, GHOST_SIZE, MODE, THR
 @numba.njit(cache=True, inline="always")
 def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if new:
-        if ghost.member(s, 0, block):
-            ghost.remove(s, 0, block)
-            q = MAIN
-        elif s.scalars[EVICTED_ONCE] == 0.0 and s.scalars[N_SMALL] >= s.scalars[SMALL_SIZE]:
-            q = MAIN
-        else:
-            q = SMALL
+        ghost_hit = ghost.taken(s, block) >= 0
+        small_full = s.scalars[EVICTED_ONCE] == 0.0 and s.scalars[N_SMALL] >= s.scalars[SMALL_SIZE]
+        q = MAIN if ghost_hit or small_full else SMALL
         s.entry_m[entry, QUEUE] = q
         s.entry_m[entry, FREQ] = 0
         s.scalars[N_SMALL + q] += 1.0
@@ -50,6 +57,11 @@ def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     else:
         s.entry_m[entry, FREQ] += 1
     return float(s.entry_i[entry]), 0.0
+
+
+@numba.njit(cache=True, inline="always")
+def on_miss(s, block, t):  # type: ignore[no-untyped-def]
+    ghost.take(s, block)  # before the evictions, as libCacheSim's find
 
 
 @numba.njit(cache=True, inline="always")

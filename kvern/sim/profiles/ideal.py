@@ -25,7 +25,14 @@ from kvern.sim.engine import CacheEngine
 from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.kernels import LRUEngine
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
+from kvern.sim.policies.kernels import (
+    policy_evicted,
+    policy_on_miss,
+    policy_on_pop,
+    policy_pick,
+    policy_queue,
+    policy_touch,
+)
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
@@ -147,7 +154,7 @@ def _compact(c, q, round_):  # type: ignore[no-untyped-def]
     c.counters[_len_at(q)] = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _push_leaf(code, state, c, b, depth):  # type: ignore[no-untyped-def]
     q = policy_queue(code, state, b)
     at = _len_at(q)
@@ -164,7 +171,7 @@ def _current(c, h, i):  # type: ignore[no-untyped-def]
     return h[i, VERSION] == c.version[b] and c.children[b] == 0 and c.in_cache[b] != 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _valid_top(c, q):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
     at = _len_at(q)
@@ -174,7 +181,7 @@ def _valid_top(c, q):  # type: ignore[no-untyped-def]
     return c.counters[at] > 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
     b = p.ids[lo + j]
     p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
@@ -185,7 +192,7 @@ def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
         _push_leaf(code, state, c, b, p.depth)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)  # no reference counts, nothing allocated: kvern.sim.policies.kernels
 def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
     nq = c.heap.shape[0]
     for r in requests:
@@ -198,6 +205,7 @@ def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: igno
         m = n if n < cap else cap  # k <= cache size <= cap, so m >= k
         for j in range(k, m):  # insert the misses, parents first
             b = p.ids[lo + j]
+            policy_on_miss(code, state, b, r)
             c.in_cache[b] = 1
             c.counters[SIZE] += 1
             if p.parent[b] >= 0:

@@ -58,7 +58,14 @@ from kvern.sim import heap
 from kvern.sim.engine import CacheEngine
 from kvern.sim.heap import ID, P1, P2, VERSION
 from kvern.sim.policies import Policy, PolicyContext
-from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
+from kvern.sim.policies.kernels import (
+    policy_evicted,
+    policy_on_miss,
+    policy_on_pop,
+    policy_pick,
+    policy_queue,
+    policy_touch,
+)
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
@@ -344,7 +351,7 @@ def _compact(c, f, q, round_):  # type: ignore[no-untyped-def]
     f.counters[_len_at(q)] = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
     q = policy_queue(code, state, s)
     at = _len_at(q)
@@ -355,7 +362,7 @@ def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
                                -depth[key], s, f.version[s])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _valid_top(c, f, q):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable slot is left on top."""
     at = _len_at(q)
@@ -368,7 +375,7 @@ def _valid_top(c, f, q):  # type: ignore[no-untyped-def]
     return False
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
     """The policy's next victim among the free cached slots (``on_pop`` may put tops back)."""
     nq = f.heap.shape[0]
@@ -391,7 +398,7 @@ def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
         _push(code, state, s, c.slot_key[s], c, f, depth)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)  # no reference counts, nothing allocated: kvern.sim.policies.kernels
 def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
     held = c.held
     for r in requests:
@@ -412,6 +419,8 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             held[k] = s
             k += 1
         cached[r] = k * p.block_size
+        for j in range(k, full):  # the keys this request will cache, looked up before its evictions
+            policy_on_miss(code, state, p.ids[lo + j], r)
         # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
         for j in range(k, n):
             if f.counters[FRESH] > 0:
