@@ -14,7 +14,7 @@ from collections import deque
 
 import numpy as np
 
-from kvern.cluster.blocklru import leading
+from kvern.cluster.blocklru import leading, leading_each, presence_list, union_leading
 from kvern.ingest.stream import BlockStream
 from kvern.sim.engine import CacheEngine
 from kvern.sim.profiles.ideal import IdealHeap, IdealLRU
@@ -42,6 +42,8 @@ class FleetView:
         self.offsets = stream.req_offsets
         self.block_size = stream.block_size
         self.presence = [presence(e) for e in engines]
+        self._presence_all = presence_list(self.presence)
+        """The presence arrays as one compiled list (None: some engine has none, or mixed types)."""
         self.capacity_blocks = [e.capacity_blocks for e in engines]
         self.now = 0.0
         self.free_at = [0.0] * self.n
@@ -95,27 +97,33 @@ class FleetView:
         """Leading blocks of request ``r`` each replica holds now (before any last-token rule)."""
         if r != self._exact_r:
             lo, hi = self.span(r)
-            out = []
-            for e, pres in zip(self.engines, self.presence, strict=True):
-                if pres is not None:
-                    out.append(leading(self.ids, lo, hi, pres))
-                else:
-                    out.append(min(e.cached_prefix(r) // self.block_size, hi - lo))
+            if self._presence_all is not None:
+                out = leading_each(self.ids, lo, hi, self._presence_all)
+            else:
+                out = []
+                for e, pres in zip(self.engines, self.presence, strict=True):
+                    if pres is not None:
+                        out.append(leading(self.ids, lo, hi, pres))
+                    else:
+                        out.append(min(e.cached_prefix(r) // self.block_size, hi - lo))
             self._exact_r, self._exact = r, out
         return self._exact
 
     def union_blocks(self, r: int) -> int:
         """Leading blocks of ``r`` held by the fleet as a whole (each block on some replica)."""
-        lo, hi = self.span(r)
         k = max(self.exact_blocks(r))
-        if any(p is None for p in self.presence):
+        if self._presence_all is None:
+            if any(p is None for p in self.presence):
+                return k
+            lo, hi = self.span(r)
+            while lo + k < hi:
+                b = self.ids[lo + k]
+                if not any(p[b] for p in self.presence):  # type: ignore[index]
+                    break
+                k += 1
             return k
-        while lo + k < hi:
-            b = self.ids[lo + k]
-            if not any(p[b] for p in self.presence):  # type: ignore[index]
-                break
-            k += 1
-        return k
+        lo, hi = self.span(r)
+        return union_leading(self.ids, lo, hi, k, self._presence_all)
 
     def tokens(self, r: int, blocks: int) -> int:
         """``blocks`` leading blocks of ``r`` in tokens (the whole prompt when all are found)."""
