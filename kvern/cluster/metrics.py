@@ -5,9 +5,9 @@ Hit rates per tier are shares of all prompt tokens; ``hit_rate_lost`` is the tok
 of one cache of the fleet's summed GPU capacity (same profile and policy, no offload) minus
 the fleet's GPU hit rate. Imbalance is over the replicas' prefill tokens (uncached prompt
 tokens): max/mean and stddev/mean. With several models each model has its own fleet: the
-whole-trace row weighs each fleet's imbalance by its prefill tokens and shows the widest
-hit-rate spread of one fleet (replicas of different models are never compared). TTFT
-columns come from the time model: estimates.
+whole-trace row weighs each fleet's imbalance by its prefill tokens, and its replicas' lowest
+and highest hit rates by its prompt tokens (replicas of different models are never compared).
+TTFT columns come from the time model: estimates.
 """
 
 from __future__ import annotations
@@ -88,9 +88,10 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
 
     # per replica, within each model's fleet (the fleets are separate: their replicas are not
     # compared with each other); the whole-trace row weighs each fleet's imbalance by its
-    # prefill tokens and shows the widest spread of one fleet
+    # prefill tokens, and its lowest and highest replica hit rates by its prompt tokens (so the
+    # spread holds the whole-trace hit rate, as each fleet's holds its own)
     imbalance: list[tuple[float, float, float]] = []
-    spreads: list[tuple[float, float]] = []
+    spreads: list[tuple[float, float, float]] = []
     for s in group:
         work, hit = [], []
         for i in range(s.replicas):
@@ -107,14 +108,20 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
         else:
             imbalance.append((1.0, 0.0, 0.0))
         if hit:
-            spreads.append((min(hit), max(hit)))
+            spreads.append((min(hit), max(hit), float(s.stream.prompt_tokens.sum())))
     if len(imbalance) == 1:
         imb_max_mean, imb_cv = imbalance[0][0], imbalance[0][1]
     else:
         weights = [x[2] for x in imbalance]
         imb_max_mean = _weighted([x[0] for x in imbalance], weights)
         imb_cv = _weighted([x[1] for x in imbalance], weights)
-    spread = max(spreads, key=lambda x: x[1] - x[0]) if spreads else (0.0, 0.0)
+    if len(spreads) == 1:
+        spread = spreads[0][:2]
+    elif spreads:
+        tokens = [x[2] for x in spreads]
+        spread = (_weighted([x[0] for x in spreads], tokens), _weighted([x[1] for x in spreads], tokens))
+    else:
+        spread = (0.0, 0.0)
     est = np.concatenate([s.run.estimate_blocks for s in group])
     exact = np.concatenate([s.run.exact_blocks for s in group])
     measured = est >= 0

@@ -75,7 +75,8 @@ def test_cluster_refuses_what_it_cannot_model(tmp_path: Path) -> None:
 def test_whole_trace_rows_compare_replicas_within_a_models_fleet(tmp_path: Path) -> None:
     # The chat sample has two models, each with its own fleet. One replica each is no
     # imbalance and no spread, however different the two models' traffic; with two, the
-    # whole-trace imbalance is the models' own, weighted by their prefill tokens.
+    # whole-trace imbalance is the models' own, weighted by their prefill tokens, and the
+    # spread the fleets' lowest and highest replica hit rates weighted by prompt tokens.
     from trace_paths import CHAT_SAMPLE
 
     out = tmp_path / "cl"
@@ -93,9 +94,12 @@ def test_whole_trace_rows_compare_replicas_within_a_models_fleet(tmp_path: Path)
         for key in ("prefill_imbalance_max_mean", "prefill_imbalance_cv"):
             weighted = sum(x[key] * w for x, w in zip(own, work, strict=True)) / sum(work)
             assert r[key] == pytest.approx(weighted)
-        widest = max(own, key=lambda x: x["replica_hit_rate_max"] - x["replica_hit_rate_min"])
-        assert (r["replica_hit_rate_min"], r["replica_hit_rate_max"]) == (
-            widest["replica_hit_rate_min"], widest["replica_hit_rate_max"])
+        prompts = [x["prompt_tokens"] for x in own]
+        for key in ("replica_hit_rate_min", "replica_hit_rate_max"):
+            weighted = sum(x[key] * w for x, w in zip(own, prompts, strict=True)) / sum(prompts)
+            assert r[key] == pytest.approx(weighted)
+        assert r["replica_hit_rate_min"] - 1e-12 <= r["token_hit_rate"] <= r["replica_hit_rate_max"] + 1e-12
         if r["replicas"] == 1:
             assert r["prefill_imbalance_max_mean"] == 1.0 and r["prefill_imbalance_cv"] == 0.0
-            assert r["replica_hit_rate_min"] == r["replica_hit_rate_max"]
+            assert r["replica_hit_rate_min"] == pytest.approx(r["replica_hit_rate_max"])
+            assert r["replica_hit_rate_min"] == pytest.approx(r["token_hit_rate"])
