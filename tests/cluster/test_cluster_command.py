@@ -52,7 +52,8 @@ def test_cluster_writes_a_deterministic_report(tmp_path: Path) -> None:
     assert replay.exit_code == 0, replay.output
     rep = json.loads((tmp_path / "rep" / "summary.json").read_text())["summary"][0]
     assert ones[0]["gpu_tokens"] == rep["cached_tokens"]
-    assert "hit" in r1.output and "round-robin" in r1.output
+    assert "hit" in r1.output and "round-robin" in r1.output and "one cache" in r1.output
+    assert "sglang*" in r1.output and "non-default parameters: sglang(cache_threshold=0.3)" in r1.output
 
 
 def test_cluster_refuses_what_it_cannot_model(tmp_path: Path) -> None:
