@@ -10,6 +10,7 @@ on it, and the accounting of the approximate routers' errors compares with it.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 
 import numpy as np
@@ -40,6 +41,9 @@ class FleetView:
         self.engines = engines
         self.ids = np.ascontiguousarray(stream.block_ids)
         self.offsets = stream.req_offsets
+        self.offset_list: list[int] = stream.req_offsets.tolist()
+        self.prompt: list[int] = stream.prompt_tokens.tolist()
+        """Prompt tokens of each request (a list: read once per request, faster than numpy's scalars)."""
         self.block_size = stream.block_size
         self.presence = [presence(e) for e in engines]
         self._presence_all = presence_list(self.presence)
@@ -57,6 +61,8 @@ class FleetView:
         """Blocks of the running requests (prompt and output)."""
         self._pending: list[deque[tuple[float, int]]] = [deque() for _ in range(self.n)]
         self._active: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]
+        self._next = math.inf
+        """Earliest end (of a prefill or a decode) still to come: before it, ``advance`` has nothing to do."""
         self._exact_r = -1
         self._exact: list[int] = []
         self.last = -1
@@ -65,6 +71,9 @@ class FleetView:
     def advance(self, t: float) -> None:
         """Move the clock to ``t``: requests whose prefill or decode ended by then leave."""
         self.now = t
+        if t < self._next:
+            return
+        nxt = math.inf
         for i in range(self.n):
             q = self._pending[i]
             while q and q[0][0] <= t:
@@ -76,6 +85,11 @@ class FleetView:
                 _, blocks = heapq.heappop(a)
                 self.running[i] -= 1
                 self.active_blocks[i] -= blocks
+            if q and q[0][0] < nxt:
+                nxt = q[0][0]
+            if a and a[0][0] < nxt:
+                nxt = a[0][0]
+        self._next = nxt
 
     def record(self, i: int, work_s: float, uncached: int, decode_s: float, blocks: int) -> None:
         """The request that arrived now went to replica ``i``: ``work_s`` of prefill (transfer
@@ -89,9 +103,10 @@ class FleetView:
         heapq.heappush(self._active[i], (end + decode_s, blocks))
         self.running[i] += 1
         self.active_blocks[i] += blocks
+        self._next = min(self._next, end, end + decode_s)
 
     def span(self, r: int) -> tuple[int, int]:
-        return int(self.offsets[r]), int(self.offsets[r + 1])
+        return self.offset_list[r], self.offset_list[r + 1]
 
     def exact_blocks(self, r: int) -> list[int]:
         """Leading blocks of request ``r`` each replica holds now (before any last-token rule)."""
@@ -127,8 +142,8 @@ class FleetView:
 
     def tokens(self, r: int, blocks: int) -> int:
         """``blocks`` leading blocks of ``r`` in tokens (the whole prompt when all are found)."""
-        lo, hi = self.span(r)
-        p = int(self.stream.prompt_tokens[r])
+        lo, hi = self.offset_list[r], self.offset_list[r + 1]
+        p = self.prompt[r]
         return p if blocks >= hi - lo else min(blocks * self.block_size, p)
 
 
@@ -136,5 +151,8 @@ def least(values: list[int] | list[float], among: list[int] | None = None, after
     """Index of the smallest value (among ``among``); on a tie the first index after ``after``,
     cyclically (with ``after`` = the previous request's replica, ties rotate like round-robin)."""
     n = len(values)
-    idx = range(n) if among is None else among
-    return min(idx, key=lambda i: (values[i], (i - after - 1) % n))
+    if among is None and isinstance(values, list):  # the same rule, in C: the first smallest in rotated order
+        start = (after + 1) % n
+        rotated = values[start:] + values[:start]
+        return (start + rotated.index(min(rotated))) % n
+    return min(among, key=lambda i: (values[i], (i - after - 1) % n))

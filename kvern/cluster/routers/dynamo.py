@@ -57,7 +57,7 @@ class Dynamo(Router):
         ov = self.overlaps(r, view)
         lo, hi = view.span(r)
         bs = view.block_size
-        p = int(view.stream.prompt_tokens[r])
+        p = view.prompt[r]
         w = self.params["overlap_score_weight"]
         cost = [w * max(p - ov[i] * bs, 0) / bs + view.active_blocks[i] + (hi - lo) for i in range(view.n)]
         temp = self.params["router_temperature"]

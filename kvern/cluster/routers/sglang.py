@@ -68,7 +68,7 @@ class SGLangRouter(Router):
             i = least(load, after=view.last)
         else:
             best = max(m)
-            p = int(view.stream.prompt_tokens[r])
+            p = view.prompt[r]
             rate = view.tokens(r, best) / p if p else 0.0
             if rate > self.params["cache_threshold"]:
                 i = least(load, [j for j in range(view.n) if m[j] == best], view.last)
