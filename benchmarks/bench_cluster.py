@@ -13,8 +13,8 @@ with ``--jobs`` local processes through ``kvern.infra.executor``, exactly what `
 pool), timed after a small warm-up run that loads the compiled kernels. It includes the
 reference (one cache of the summed capacity) and the building of the result tables, not the
 reading of the trace or the writing of the report. With one job, the time of each setting is
-shown (the first one's includes the reference). CPU seconds count this process and its
-workers.
+shown, wall and CPU (the first one's includes the reference). CPU seconds of a whole run count
+this process and its workers.
 
 ``--cli`` then writes the trace as an ingested Parquet file (block ids stored, as ``kvern
 ingest`` writes it) and times ``python -m kvern cluster`` on it in a subprocess, from the
@@ -51,14 +51,16 @@ MODEL = "default"
 
 
 class Clock(Output):
-    """Quiet; records the time of every step of the run's progress (a finished task)."""
+    """Quiet; records the time (wall, and CPU of this process) of every step of the run's
+    progress (a finished task)."""
 
     def __init__(self) -> None:
         super().__init__(quiet=True)
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, float]] = []
 
     def progress(self, description: str, total: float | None) -> Iterator[Callable[[float], None]]:  # type: ignore[override]
-        return contextlib.nullcontext(lambda _n: self.marks.append(time.perf_counter()))  # type: ignore[return-value]
+        return contextlib.nullcontext(  # type: ignore[return-value]
+            lambda _n: self.marks.append((time.perf_counter(), time.process_time())))
 
 
 def cpu_seconds() -> float:
@@ -89,16 +91,16 @@ def main() -> None:
     run_cluster(Trace(whole.table.slice(0, 200), whole.meta), cfg, replicas="2", **kw)  # type: ignore[arg-type]
     clock = Clock()
     executor = open_executor(ExecutorSpec(jobs=args.jobs))
-    load0, cpu0, t0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter()
+    load0, cpu0, t0, p0 = os.getloadavg()[0], cpu_seconds(), time.perf_counter(), time.process_time()
     result = run_cluster(trace, cfg, replicas=str(args.replicas), executor=executor, out=clock,
                          **kw)  # type: ignore[arg-type]
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     rows = result.summary.to_pylist()
     if args.jobs == 1:
-        starts = [t0, *clock.marks[:-1]]
+        starts = [(t0, p0), *clock.marks[:-1]]
         for row, start, end in zip(rows, starts, clock.marks, strict=True):
-            dt = end - start
-            print(f"{row['router']:13s} {dt:6.1f} s  {keep / dt:9,.0f} req/s  "
+            dt, dc = end[0] - start[0], end[1] - start[1]
+            print(f"{row['router']:13s} {dt:6.1f} s  {dc:5.1f} CPU s  {keep / dt:9,.0f} req/s  "
                   f"token hit rate {row['token_hit_rate']:.1%}")
     else:
         for row in rows:
