@@ -77,6 +77,46 @@ def leading(ids: np.ndarray, lo: int, hi: int, present: np.ndarray) -> int:
     return int(call(_leading, (ids.dtype.char, present.dtype.char), ids, int(lo), int(hi), present))
 
 
+class PresenceList(NamedTuple):
+    """Several presence arrays of one type (the replicas' caches, a router's trees) as one
+    compiled list, so that one call asks all of them (``leading_each``, ``union_leading``)."""
+
+    arrays: numba.typed.List
+    key: tuple[str, str]
+    """(dtype of the arrays, their layout): what the compiled entry point is resolved for."""
+    out: np.ndarray
+    """int64[n]: scratch for ``leading_each``."""
+
+
+def presence_list(arrays: list[np.ndarray | None] | list[np.ndarray]) -> PresenceList | None:
+    """The arrays (read in place, never copied) as one ``PresenceList``; None if one is missing
+    or they differ in type (then ask them one by one)."""
+    if not arrays or any(a is None for a in arrays):
+        return None
+    kinds = {(a.dtype.char, a.ndim, a.flags.c_contiguous) for a in arrays}  # type: ignore[union-attr]
+    if len(kinds) != 1 or next(iter(kinds))[1] != 1:
+        return None
+    typed = numba.typed.List()
+    for a in arrays:
+        typed.append(a)
+    char, _, contiguous = next(iter(kinds))
+    return PresenceList(typed, (char, "C" if contiguous else "A"), np.zeros(len(arrays), np.int64))
+
+
+def leading_each(ids: np.ndarray, lo: int, hi: int, presences: PresenceList) -> list[int]:
+    """``leading`` of ``ids[lo:hi]`` in each array of ``presences``, in one compiled call."""
+    call(_leading_each, (ids.dtype.char, presences.key), ids, int(lo), int(hi), presences.arrays,
+         presences.out)
+    return presences.out.tolist()  # type: ignore[no-any-return]
+
+
+def union_leading(ids: np.ndarray, lo: int, hi: int, k: int, presences: PresenceList) -> int:
+    """From ``k`` (blocks known held), the leading blocks of ``ids[lo:hi]`` of which each is
+    held by some array of ``presences`` (not necessarily the same one)."""
+    return int(call(_union_leading, (ids.dtype.char, presences.key), ids, int(lo), int(hi), int(k),
+                    presences.arrays))
+
+
 def size(lru: BlockLRU) -> int:
     return int(lru.counters[SIZE])
 
@@ -156,5 +196,30 @@ def _leading(ids, lo, hi, present):  # type: ignore[no-untyped-def]
     """Leading blocks of ``ids[lo:hi]`` that ``present`` (any array, nonzero = held) holds."""
     k = 0
     while lo + k < hi and present[ids[lo + k]]:
+        k += 1
+    return k
+
+
+@numba.njit(cache=True)
+def _leading_each(ids, lo, hi, arrays, out):  # type: ignore[no-untyped-def]
+    for i in range(len(arrays)):
+        present = arrays[i]
+        k = 0
+        while lo + k < hi and present[ids[lo + k]]:
+            k += 1
+        out[i] = k
+
+
+@numba.njit(cache=True)
+def _union_leading(ids, lo, hi, k, arrays):  # type: ignore[no-untyped-def]
+    while lo + k < hi:
+        b = ids[lo + k]
+        held = False
+        for i in range(len(arrays)):
+            if arrays[i][b]:
+                held = True
+                break
+        if not held:
+            break
         k += 1
     return k

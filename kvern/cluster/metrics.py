@@ -4,7 +4,10 @@
 Hit rates per tier are shares of all prompt tokens; ``hit_rate_lost`` is the token hit rate
 of one cache of the fleet's summed GPU capacity (same profile and policy, no offload) minus
 the fleet's GPU hit rate. Imbalance is over the replicas' prefill tokens (uncached prompt
-tokens): max/mean and stddev/mean. TTFT columns come from the time model: estimates.
+tokens): max/mean and stddev/mean. With several models each model has its own fleet: the
+whole-trace row weighs each fleet's imbalance by its prefill tokens, and its replicas' lowest
+and highest hit rates by its prompt tokens (replicas of different models are never compared).
+TTFT columns come from the time model: estimates.
 """
 
 from __future__ import annotations
@@ -83,9 +86,14 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
     def rate(x: np.ndarray) -> float:
         return float(x.sum()) / total if total else 0.0
 
-    # per replica (a replica of each model's fleet counts as one: models are separate fleets)
-    work, hit = [], []
+    # per replica, within each model's fleet (the fleets are separate: their replicas are not
+    # compared with each other); the whole-trace row weighs each fleet's imbalance by its
+    # prefill tokens, and its lowest and highest replica hit rates by its prompt tokens (so the
+    # spread holds the whole-trace hit rate, as each fleet's holds its own)
+    imbalance: list[tuple[float, float, float]] = []
+    spreads: list[tuple[float, float, float]] = []
     for s in group:
+        work, hit = [], []
         for i in range(s.replicas):
             mine = s.run.replica == i
             p = s.stream.prompt_tokens[mine].astype(np.int64)
@@ -93,8 +101,27 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
             work.append(float((p - c).sum()))
             if p.sum():
                 hit.append(float(c.sum()) / float(p.sum()))
-    w = np.array(work)
-    mean = w.mean() if len(w) else 0.0
+        w = np.array(work)
+        mean = w.mean() if len(w) else 0.0
+        if mean > 0:
+            imbalance.append((float(w.max() / mean), float(w.std() / mean), float(w.sum())))
+        else:
+            imbalance.append((1.0, 0.0, 0.0))
+        if hit:
+            spreads.append((min(hit), max(hit), float(s.stream.prompt_tokens.sum())))
+    if len(imbalance) == 1:
+        imb_max_mean, imb_cv = imbalance[0][0], imbalance[0][1]
+    else:
+        weights = [x[2] for x in imbalance]
+        imb_max_mean = _weighted([x[0] for x in imbalance], weights)
+        imb_cv = _weighted([x[1] for x in imbalance], weights)
+    if len(spreads) == 1:
+        spread = spreads[0][:2]
+    elif spreads:
+        tokens = [x[2] for x in spreads]
+        spread = (_weighted([x[0] for x in spreads], tokens), _weighted([x[1] for x in spreads], tokens))
+    else:
+        spread = (0.0, 0.0)
     est = np.concatenate([s.run.estimate_blocks for s in group])
     exact = np.concatenate([s.run.exact_blocks for s in group])
     measured = est >= 0
@@ -116,9 +143,8 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
         "gpu_request_hit_rate": float((gpu > 0).mean()) if n else 0.0,
         "tier_request_hit_rate": float((tier_tok > 0).mean()) if n else 0.0,
         "global_token_hit_rate": global_rate, "hit_rate_lost": global_rate - rate(gpu),
-        "prefill_imbalance_max_mean": float(w.max() / mean) if mean > 0 else 1.0,
-        "prefill_imbalance_cv": float(w.std() / mean) if mean > 0 else 0.0,
-        "replica_hit_rate_min": min(hit) if hit else 0.0, "replica_hit_rate_max": max(hit) if hit else 0.0,
+        "prefill_imbalance_max_mean": imb_max_mean, "prefill_imbalance_cv": imb_cv,
+        "replica_hit_rate_min": spread[0], "replica_hit_rate_max": spread[1],
         "ttft_p50_s": float(np.percentile(ttft, 50)) if n else 0.0,
         "ttft_p99_s": float(np.percentile(ttft, 99)) if n else 0.0,
         "ttft_mean_s": float(ttft.mean()) if n else 0.0,
@@ -131,6 +157,13 @@ def summary_row(group: Sequence[Setting]) -> dict[str, Any]:
         "unschedulable_requests": int(sum(int(s.run.unschedulable.sum()) for s in group)),
         "evicted_blocks": int(sum(s.run.evicted_blocks for s in group)),
     }
+
+
+def _weighted(values: list[float], weights: list[float]) -> float:
+    total = sum(weights)
+    if total <= 0:
+        return sum(values) / len(values)
+    return sum(v * w for v, w in zip(values, weights, strict=True)) / total
 
 
 def requests_part(s: Setting, request_ids: np.ndarray) -> pa.Table:

@@ -10,11 +10,12 @@ on it, and the accounting of the approximate routers' errors compares with it.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 
 import numpy as np
 
-from kvern.cluster.blocklru import leading
+from kvern.cluster.blocklru import leading, leading_each, presence_list, union_leading
 from kvern.ingest.stream import BlockStream
 from kvern.sim.engine import CacheEngine
 from kvern.sim.profiles.ideal import IdealHeap, IdealLRU
@@ -40,8 +41,13 @@ class FleetView:
         self.engines = engines
         self.ids = np.ascontiguousarray(stream.block_ids)
         self.offsets = stream.req_offsets
+        self.offset_list: list[int] = stream.req_offsets.tolist()
+        self.prompt: list[int] = stream.prompt_tokens.tolist()
+        """Prompt tokens of each request (a list: read once per request, faster than numpy's scalars)."""
         self.block_size = stream.block_size
         self.presence = [presence(e) for e in engines]
+        self._presence_all = presence_list(self.presence)
+        """The presence arrays as one compiled list (None: some engine has none, or mixed types)."""
         self.capacity_blocks = [e.capacity_blocks for e in engines]
         self.now = 0.0
         self.free_at = [0.0] * self.n
@@ -55,6 +61,8 @@ class FleetView:
         """Blocks of the running requests (prompt and output)."""
         self._pending: list[deque[tuple[float, int]]] = [deque() for _ in range(self.n)]
         self._active: list[list[tuple[float, int]]] = [[] for _ in range(self.n)]
+        self._next = math.inf
+        """Earliest end (of a prefill or a decode) still to come: before it, ``advance`` has nothing to do."""
         self._exact_r = -1
         self._exact: list[int] = []
         self.last = -1
@@ -63,6 +71,9 @@ class FleetView:
     def advance(self, t: float) -> None:
         """Move the clock to ``t``: requests whose prefill or decode ended by then leave."""
         self.now = t
+        if t < self._next:
+            return
+        nxt = math.inf
         for i in range(self.n):
             q = self._pending[i]
             while q and q[0][0] <= t:
@@ -74,6 +85,11 @@ class FleetView:
                 _, blocks = heapq.heappop(a)
                 self.running[i] -= 1
                 self.active_blocks[i] -= blocks
+            if q and q[0][0] < nxt:
+                nxt = q[0][0]
+            if a and a[0][0] < nxt:
+                nxt = a[0][0]
+        self._next = nxt
 
     def record(self, i: int, work_s: float, uncached: int, decode_s: float, blocks: int) -> None:
         """The request that arrived now went to replica ``i``: ``work_s`` of prefill (transfer
@@ -87,40 +103,47 @@ class FleetView:
         heapq.heappush(self._active[i], (end + decode_s, blocks))
         self.running[i] += 1
         self.active_blocks[i] += blocks
+        self._next = min(self._next, end, end + decode_s)
 
     def span(self, r: int) -> tuple[int, int]:
-        return int(self.offsets[r]), int(self.offsets[r + 1])
+        return self.offset_list[r], self.offset_list[r + 1]
 
     def exact_blocks(self, r: int) -> list[int]:
         """Leading blocks of request ``r`` each replica holds now (before any last-token rule)."""
         if r != self._exact_r:
             lo, hi = self.span(r)
-            out = []
-            for e, pres in zip(self.engines, self.presence, strict=True):
-                if pres is not None:
-                    out.append(leading(self.ids, lo, hi, pres))
-                else:
-                    out.append(min(e.cached_prefix(r) // self.block_size, hi - lo))
+            if self._presence_all is not None:
+                out = leading_each(self.ids, lo, hi, self._presence_all)
+            else:
+                out = []
+                for e, pres in zip(self.engines, self.presence, strict=True):
+                    if pres is not None:
+                        out.append(leading(self.ids, lo, hi, pres))
+                    else:
+                        out.append(min(e.cached_prefix(r) // self.block_size, hi - lo))
             self._exact_r, self._exact = r, out
         return self._exact
 
     def union_blocks(self, r: int) -> int:
         """Leading blocks of ``r`` held by the fleet as a whole (each block on some replica)."""
-        lo, hi = self.span(r)
         k = max(self.exact_blocks(r))
-        if any(p is None for p in self.presence):
+        if self._presence_all is None:
+            if any(p is None for p in self.presence):
+                return k
+            lo, hi = self.span(r)
+            while lo + k < hi:
+                b = self.ids[lo + k]
+                if not any(p[b] for p in self.presence):  # type: ignore[index]
+                    break
+                k += 1
             return k
-        while lo + k < hi:
-            b = self.ids[lo + k]
-            if not any(p[b] for p in self.presence):  # type: ignore[index]
-                break
-            k += 1
-        return k
+        lo, hi = self.span(r)
+        return union_leading(self.ids, lo, hi, k, self._presence_all)
 
     def tokens(self, r: int, blocks: int) -> int:
         """``blocks`` leading blocks of ``r`` in tokens (the whole prompt when all are found)."""
-        lo, hi = self.span(r)
-        p = int(self.stream.prompt_tokens[r])
+        lo, hi = self.offset_list[r], self.offset_list[r + 1]
+        p = self.prompt[r]
         return p if blocks >= hi - lo else min(blocks * self.block_size, p)
 
 
@@ -128,5 +151,8 @@ def least(values: list[int] | list[float], among: list[int] | None = None, after
     """Index of the smallest value (among ``among``); on a tie the first index after ``after``,
     cyclically (with ``after`` = the previous request's replica, ties rotate like round-robin)."""
     n = len(values)
-    idx = range(n) if among is None else among
-    return min(idx, key=lambda i: (values[i], (i - after - 1) % n))
+    if among is None and isinstance(values, list):  # the same rule, in C: the first smallest in rotated order
+        start = (after + 1) % n
+        rotated = values[start:] + values[:start]
+        return (start + rotated.index(min(rotated))) % n
+    return min(among, key=lambda i: (values[i], (i - after - 1) % n))

@@ -131,6 +131,15 @@ def _offload(result: ClusterResult, rows: list[dict[str, Any]]) -> plt.Figure:
     return fig
 
 
+CAPTION = """hit: token hit rate; gpu: from the replicas' GPU caches; tier: from the
+offload tiers (what offload adds). one cache: a single cache of N × the capacity,
+no offload (the reuse a fleet of N could keep); lost: its hit rate minus the
+fleet's GPU hit rate, points. imb: max/mean prefill tokens per replica (1 = even,
+N = all on one); spread: replicas' hit rates; p50/p99: TTFT, time-model estimate;
+f.hit: router's false hits; regret: best replica's prefix minus the chosen one's,
+of prompt tokens"""
+
+
 def cluster_renderable(result: ClusterResult) -> RenderableType:
     """One table per capacity × offload: replicas × router lines."""
     rows = result.aggregate_rows()
@@ -142,24 +151,28 @@ def cluster_renderable(result: ClusterResult) -> RenderableType:
         tiers = off != "none"
         title = (f"{result.trace_name or 'trace'} · profile {result.profile} · {group[0]['policy']} · "
                  f"{cap} per replica · offload {off}" + (" · PARTIAL" if result.partial else ""))
+        # a router with non-default parameters (one set per router and run) is its name and a
+        # star; its parameters are spelled out under the table
+        tuned = list(dict.fromkeys(r["router_label"] for r in group if r["router_label"] != r["router"]))
+        caption = CAPTION + ("\n* non-default parameters: " + ", ".join(tuned) if tuned else "")
         t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, collapse_padding=True,
-                  pad_edge=False,
-                  caption="hit: token hit rate (tier: from offload tiers); lost: one cache of the summed\n"
-                          "capacity minus the fleet's GPU hit rate, points; imb: max/mean prefill tokens\n"
-                          "per replica; spread: replicas' hit rates; p50/p99: TTFT, time-model estimate;\n"
-                          "f.hit: router's false hits; regret: best replica's prefix minus chosen, of prompt",
-                  caption_justify="left")
+                  pad_edge=False, caption=caption, caption_justify="left")
         for name in ["N", "router", "hit", *(["gpu", "tier"] if tiers else ["spread"]), "lost", "imb",
                      "p50", "p99", "f.hit", "regret"]:
             t.add_column(name, justify="left" if name == "router" else "right", no_wrap=True,
                          max_width=12 if name == "router" else None, overflow="ellipsis")
         last = None
         for r in sorted(group, key=lambda x: x["replicas"]):
-            if last is not None and r["replicas"] != last:
-                t.add_section()
+            if r["replicas"] != last:
+                if last is not None:
+                    t.add_section()
+                # the reference: one cache of the fleet's summed GPU capacity, no offload
+                g = f"{r['global_token_hit_rate']:.1%}"
+                t.add_row(str(r["replicas"]), "one cache", g, *([g, "—"] if tiers else ["—"]), *["—"] * 6,
+                          style="dim")
             best = max((x["token_hit_rate"] for x in group if x["replicas"] == r["replicas"]), default=0)
             t.add_row(
-                str(r["replicas"]) if r["replicas"] != last else "", r["router_label"],
+                "", r["router"] + ("*" if r["router_label"] != r["router"] else ""),
                 f"{r['token_hit_rate']:.1%}",
                 *([f"{r['gpu_token_hit_rate']:.1%}",
                    f"{r['cpu_token_hit_rate'] + r['disk_token_hit_rate']:.1%}"]

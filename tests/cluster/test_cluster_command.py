@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from kvern.cli import app
@@ -51,7 +52,8 @@ def test_cluster_writes_a_deterministic_report(tmp_path: Path) -> None:
     assert replay.exit_code == 0, replay.output
     rep = json.loads((tmp_path / "rep" / "summary.json").read_text())["summary"][0]
     assert ones[0]["gpu_tokens"] == rep["cached_tokens"]
-    assert "hit" in r1.output and "round-robin" in r1.output
+    assert "hit" in r1.output and "round-robin" in r1.output and "one cache" in r1.output
+    assert "sglang*" in r1.output and "non-default parameters: sglang(cache_threshold=0.3)" in r1.output
 
 
 def test_cluster_refuses_what_it_cannot_model(tmp_path: Path) -> None:
@@ -69,3 +71,36 @@ def test_cluster_refuses_what_it_cannot_model(tmp_path: Path) -> None:
                                      *extra])
         assert r.exit_code == 2, (extra, r.output)
         assert message in r.output, (extra, r.output)
+
+
+def test_whole_trace_rows_compare_replicas_within_a_models_fleet(tmp_path: Path) -> None:
+    # The chat sample has two models, each with its own fleet. One replica each is no
+    # imbalance and no spread, however different the two models' traffic; with two, the
+    # whole-trace imbalance is the models' own, weighted by their prefill tokens, and the
+    # spread the fleets' lowest and highest replica hit rates weighted by prompt tokens.
+    from trace_paths import CHAT_SAMPLE
+
+    out = tmp_path / "cl"
+    res = CliRunner().invoke(app, ["cluster", str(CHAT_SAMPLE), "--replicas", "1,2", "--router",
+                                   "round-robin,prefix", "--capacity", "300", "--profile", "ideal", "-o",
+                                   str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "summary.json").read_text())["summary"]
+    whole = [r for r in rows if r["model"] == "*"]
+    assert len({r["model"] for r in rows}) == 3 and len(whole) == 4
+    for r in whole:
+        own = [x for x in rows
+               if x["model"] != "*" and (x["replicas"], x["router"]) == (r["replicas"], r["router"])]
+        work = [x["prompt_tokens"] - x["cached_tokens"] for x in own]
+        for key in ("prefill_imbalance_max_mean", "prefill_imbalance_cv"):
+            weighted = sum(x[key] * w for x, w in zip(own, work, strict=True)) / sum(work)
+            assert r[key] == pytest.approx(weighted)
+        prompts = [x["prompt_tokens"] for x in own]
+        for key in ("replica_hit_rate_min", "replica_hit_rate_max"):
+            weighted = sum(x[key] * w for x, w in zip(own, prompts, strict=True)) / sum(prompts)
+            assert r[key] == pytest.approx(weighted)
+        assert r["replica_hit_rate_min"] - 1e-12 <= r["token_hit_rate"] <= r["replica_hit_rate_max"] + 1e-12
+        if r["replicas"] == 1:
+            assert r["prefill_imbalance_max_mean"] == 1.0 and r["prefill_imbalance_cv"] == 0.0
+            assert r["replica_hit_rate_min"] == pytest.approx(r["replica_hit_rate_max"])
+            assert r["replica_hit_rate_min"] == pytest.approx(r["token_hit_rate"])

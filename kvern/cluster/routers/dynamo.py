@@ -42,23 +42,22 @@ class Dynamo(Router):
         self.rng = np.random.default_rng(ctx.seed)
         self.trees = None if self.params["kv_events"] else [
             blocklru.new_lru(ctx.stream.num_unique) for _ in range(ctx.replicas)]
+        self.present = None if self.trees is None else blocklru.presence_list([t.present for t in self.trees])
 
     def overlaps(self, r: int, view: FleetView) -> list[int]:
         if self.trees is None:
             return view.exact_blocks(r)
         lo, hi = view.span(r)
         oldest = view.now - self.params["router_ttl_s"]
-        out = []
         for tree in self.trees:
             blocklru.expire(tree, oldest)
-            out.append(blocklru.leading(view.ids, lo, hi, tree.present))
-        return out
+        return blocklru.leading_each(view.ids, lo, hi, self.present)  # type: ignore[arg-type]
 
     def route(self, r: int, view: FleetView) -> int:
         ov = self.overlaps(r, view)
         lo, hi = view.span(r)
         bs = view.block_size
-        p = int(view.stream.prompt_tokens[r])
+        p = view.prompt[r]
         w = self.params["overlap_score_weight"]
         cost = [w * max(p - ov[i] * bs, 0) / bs + view.active_blocks[i] + (hi - lo) for i in range(view.n)]
         temp = self.params["router_temperature"]

@@ -41,13 +41,14 @@ class LlmD(Router):
         if self.params["estimate"] not in ("approx", "exact"):
             raise UsageError("--param llm-d.estimate: approx or exact")
         self.lrus = [blocklru.new_lru(ctx.stream.num_unique) for _ in range(ctx.replicas)]
+        self.present = blocklru.presence_list([t.present for t in self.lrus])
 
     def route(self, r: int, view: FleetView) -> int:
         lo, hi = view.span(r)
         if self.params["estimate"] == "exact":
             m = view.exact_blocks(r)
         else:
-            m = [blocklru.leading(view.ids, lo, hi, t.present) for t in self.lrus]
+            m = blocklru.leading_each(view.ids, lo, hi, self.present)  # type: ignore[arg-type]
         n_blocks = max(hi - lo, 1)
         q = view.pending
         q_hi, q_lo = max(q), min(q)

@@ -3,7 +3,9 @@ of the request *now* (asked of the exact replica caches, without touching them),
 one with fewer outstanding prefill tokens, then rotating (the first after the previous request's replica).
 
 No real router sees the caches this exactly; it is the reference the approximate ones
-(``dynamo``, ``sglang``, ``llm-d``) are measured against.
+(``dynamo``, ``sglang``, ``llm-d``) are measured against. It has no load term (load only
+breaks ties), so traffic that shares a prefix piles onto one replica: ideal per request, not
+over a run (docs/cluster.md#routers); the balanced cache-aware routers are those three.
 """
 
 from __future__ import annotations

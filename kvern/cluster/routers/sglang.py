@@ -48,6 +48,7 @@ class SGLangRouter(Router):
         if self.params["estimate"] not in ("approx", "exact"):
             raise UsageError("--param sglang.estimate: approx or exact")
         self.trees = [blocklru.new_lru(ctx.stream.num_unique) for _ in range(ctx.replicas)]
+        self.present = blocklru.presence_list([t.present for t in self.trees])
         self.max_blocks = max(1, int(self.params["max_tree_size"]) // ctx.stream.block_size)
         self.next_eviction = float(self.params["eviction_interval_s"])
 
@@ -55,7 +56,7 @@ class SGLangRouter(Router):
         if self.params["estimate"] == "exact":
             return view.exact_blocks(r)
         lo, hi = view.span(r)
-        return [blocklru.leading(view.ids, lo, hi, t.present) for t in self.trees]
+        return blocklru.leading_each(view.ids, lo, hi, self.present)  # type: ignore[arg-type]
 
     def route(self, r: int, view: FleetView) -> int:
         self._evict(view.now)
@@ -67,7 +68,7 @@ class SGLangRouter(Router):
             i = least(load, after=view.last)
         else:
             best = max(m)
-            p = int(view.stream.prompt_tokens[r])
+            p = view.prompt[r]
             rate = view.tokens(r, best) / p if p else 0.0
             if rate > self.params["cache_threshold"]:
                 i = least(load, [j for j in range(view.n) if m[j] == best], view.last)
