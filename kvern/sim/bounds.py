@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pyarrow.compute as pc
 
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
@@ -24,7 +23,7 @@ def infinite_cache_hits(trace: Trace) -> np.ndarray:
     last-token rule: this is the ``ideal`` profile's bound.
     """
     hits = np.zeros(trace.num_requests, dtype=np.int64)
-    for stream in block_streams(trace).values():
+    for stream in block_streams(trace, tokens=False).values():
         hits[stream.rows] = _stream_hits(stream)
     return hits
 
@@ -77,12 +76,13 @@ class TraceSummary:
 
 def summarize(trace: Trace) -> TraceSummary:
     hits = infinite_cache_hits(trace)
-    table = trace.table
-    models = table.column("model").to_numpy(zero_copy_only=False)
-    sessions = table.column("session_id").to_numpy(zero_copy_only=False)
-    prompt = table.column("prompt_tokens").to_numpy().astype(np.int64)
-    nblocks = pc.list_value_length(table.column("block_keys")).to_numpy().astype(np.int64)
-    streams = block_streams(trace)
+    models = trace.column("model").to_numpy(zero_copy_only=False)
+    sessions = trace.column("session_id").to_numpy(zero_copy_only=False)
+    prompt = trace.column("prompt_tokens").to_numpy().astype(np.int64)
+    streams = block_streams(trace, tokens=False)
+    nblocks = np.zeros(trace.num_requests, dtype=np.int64)
+    for s in streams.values():
+        nblocks[s.rows] = np.diff(s.req_offsets)
 
     def one(name: str, mask: np.ndarray, unique: int) -> ModelSummary:
         p = prompt[mask]
