@@ -5,11 +5,13 @@ overhead per task.
     .venv/bin/python -m benchmarks.bench_scale_out /tmp/big.jsonl [--modes local1,local2,ray1,ray2]
 
 Each mode ingests the whole log from scratch (no ingest cache) through
-``kvern.ingest.pipeline.ingest``, the function ``kvern ingest`` runs, and writes the trace to
-``--out-dir``; the files of all modes must be byte-identical (checked: a mode that disagrees
-fails the run). Wall time covers reading, cutting, tokenizing, hashing, joining and sorting, not
-writing the Parquet file. ``rayN`` starts a local Ray with N CPUs for this process (the driver
-that reads and cuts the log is this process, as with ``kvern ingest --executor ray``).
+``kvern.ingest.pipeline.ingest_to``, the function ``kvern ingest`` runs, which writes the trace
+to ``--out-dir`` a row group at a time; the files of all modes must be byte-identical (checked:
+a mode that disagrees fails the run). Wall time covers reading, cutting, tokenizing, hashing,
+spilling, ordering and writing the Parquet file (with bounded memory the write is part of the
+ingest). ``rayN`` starts a local Ray with N CPUs for this process (the driver that reads and
+cuts the log is this process, as with ``kvern ingest --executor ray``). The driver's peak RSS is
+this process's, so far: run one mode per invocation to read it per mode.
 
 The overhead per task is measured on no-op tasks: the latency of one task submitted and
 awaited alone, and the throughput of many no-op tasks kept in flight (what a sweep's thousands
@@ -22,14 +24,15 @@ import argparse
 import hashlib
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 from typing import Any
 
 from kvern.infra.config import Config
 from kvern.infra.executor import LocalExecutor, RayExecutor
-from kvern.ingest.pipeline import ingest
-from kvern.ingest.trace import write_trace
+from kvern.ingest.pipeline import ingest_to
+from kvern.ingest.trace import read_trace
 
 
 def _noop(shared: Any, item: int) -> int:
@@ -84,13 +87,11 @@ def main() -> None:
     digests = {}
     for mode in args.modes.split(","):
         ex = executor(mode)
-        t0, c0 = time.perf_counter(), time.process_time()
-        trace = ingest(args.log, cfg, executor=ex)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        tokens = int(trace.table.column("prompt_tokens").to_numpy().sum())
         out = args.out_dir / f"bench_scale_out_{mode}.parquet"
-        write_trace(trace, out)
-        del trace
+        t0, c0 = time.perf_counter(), time.process_time()
+        ingest_to(args.log, cfg, out, executor=ex)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        tokens = int(read_trace(out).column("prompt_tokens").to_numpy().sum())
         h = hashlib.sha256()
         with open(out, "rb") as f:
             while chunk := f.read(1 << 24):
@@ -105,7 +106,8 @@ def main() -> None:
         else:
             one, many = overhead(ex)
             line += f"  no-op task: {one:.2f} ms alone, {many:.3f} ms each in flight"
-        print(line + f"  load {os.getloadavg()[0]:.1f}", flush=True)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(line + f"  driver peak RSS so far {peak:,.0f} MB  load {os.getloadavg()[0]:.1f}", flush=True)
     assert len(set(digests.values())) == 1, f"traces differ between modes: {digests}"
     print("every mode wrote the same trace")
 

@@ -91,7 +91,7 @@ class Breaker:
 
 def find_breakers(trace: Trace, scan: Scan, decode: Decoder, *, top: int | None = None) -> list[Breaker]:
     """Group ``scan``'s divergences by folded pattern, costliest first (ties by pattern)."""
-    tokens = trace.table.column("token_ids")
+    tokens = trace.column("token_ids")
     groups: dict[tuple[str, str], list[tuple[Divergence, str]]] = {}
     for d in scan.divergences:
         mine = _ids(tokens, d.row)

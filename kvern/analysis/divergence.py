@@ -88,10 +88,11 @@ def scan(trace: Trace, *, out: Output = NULL_OUTPUT) -> Scan:
     divs: list[Divergence] = []
     prompt = hits = 0
     skipped: list[str] = []
-    streams = block_streams(trace)
+    streams = block_streams(trace, tokens=False)
+    column = trace.column("token_ids")  # every request's, at once: a divergence compares any two
     with out.progress("finding divergences", trace.num_requests) as advance:
         for model, stream in streams.items():
-            tokens = _token_column(trace.table, stream)
+            tokens = _token_column(column, stream)
             if tokens is None:
                 skipped.append(model)
                 tokens = np.zeros(0, np.int32), np.zeros(stream.num_requests + 1, np.int64)
@@ -117,9 +118,9 @@ def realign(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int] | None:
 # -- per model --------------------------------------------------------------------------------
 
 
-def _token_column(table: pa.Table, stream: BlockStream) -> tuple[np.ndarray, np.ndarray] | None:
+def _token_column(column: pa.ChunkedArray, stream: BlockStream) -> tuple[np.ndarray, np.ndarray] | None:
     """Flat token ids of the model's requests and their offsets, or None without token ids."""
-    col = table.column("token_ids").take(pa.array(stream.rows)).combine_chunks()
+    col = column.take(pa.array(stream.rows)).combine_chunks()
     if col.null_count == len(col):
         return None
     if col.null_count:

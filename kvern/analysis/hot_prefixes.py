@@ -54,8 +54,8 @@ def hot_prefixes(trace: Trace, top: int = 20, decode: Decoder | None = None) -> 
     """The ``top`` prefixes by tokens saved (ties: deeper first, then first seen)."""
     nodes: list[_Node] = []
     ancestors: dict[tuple[str, int], list[int]] = {}
-    streams = block_streams(trace)
-    keys_col = trace.table.column("block_keys")
+    streams = block_streams(trace, tokens=False)
+    keys_col = trace.column("block_keys")
     for model, s in streams.items():
         for uid, depth_tokens, reuses, row, chain in _candidates(s, top):
             key = int(keys_col[row].values[s.depth[uid]].as_py())
@@ -71,7 +71,7 @@ def hot_prefixes(trace: Trace, top: int = 20, decode: Decoder | None = None) -> 
         text = None
         if decode is not None:
             start = 0 if parent is None else chosen[parent].depth_tokens
-            ids = trace.table.column("token_ids")[n.row].values
+            ids = trace.column("token_ids")[n.row].values
             if ids is not None:
                 text = decode(n.model, np.asarray(ids, dtype=np.int32)[start : n.depth_tokens])
         out.append(HotPrefix(n.model, f"{n.key:016x}", n.depth_tokens, n.reuses,

@@ -91,9 +91,8 @@ class TraceProfile:
 
 
 def profile(trace: Trace) -> TraceProfile:
-    table = trace.table
-    prompt = table.column("prompt_tokens").to_numpy().astype(np.int64)
-    sessions = [s for s in table.column("session_id").to_pylist() if s is not None]
+    prompt = trace.column("prompt_tokens").to_numpy().astype(np.int64)
+    sessions = [s for s in trace.column("session_id").to_pylist() if s is not None]
     _, per_session = np.unique(np.array(sessions, dtype=object), return_counts=True) if sessions else (
         None, np.zeros(0, np.int64))
     hits = infinite_cache_hits(trace)
@@ -119,7 +118,7 @@ def profile(trace: Trace) -> TraceProfile:
 def _reuse_distance_counts(trace: Trace) -> np.ndarray:
     """int64[D+1]: block reuses at each stack distance d (index 0 is always 0), all models."""
     per_model = []
-    for stream in block_streams(trace).values():
+    for stream in block_streams(trace, tokens=False).values():
         curve = lru_curve(stream)
         per_model.append(np.diff(curve.hit_blocks, prepend=0))
     size = max((len(c) for c in per_model), default=1)

@@ -119,12 +119,13 @@ def run_cluster(trace: Trace, cfg: Config, *, replicas: str | Sequence[int], rou
         raise UsageError(f"--offload: not modelled for profile {profile} yet (use vllm or ideal)")
     if trace.num_requests == 0:
         raise UsageError("the trace has no requests")
-    streams = dict(streams) if streams is not None else block_streams(trace)
+    if streams is None:  # the token ids only for a profile that reads them
+        streams = block_streams(trace, tokens=get_profile(profile).uses_tokens)
+    streams = dict(streams)
     mode = offload_mode(cfg, profile)
-    table = trace.table
-    request_ids = table.column("request_id").to_numpy(zero_copy_only=False)
-    session_col = table.column("session_id").to_pylist()
-    out_col = table.column("output_tokens").to_numpy(zero_copy_only=False)
+    request_ids = trace.column("request_id").to_numpy(zero_copy_only=False)
+    session_col = trace.column("session_id").to_pylist()
+    out_col = trace.column("output_tokens").to_numpy(zero_copy_only=False)
 
     plan: list[tuple[str, BlockStream, str, int, OffloadSpec, tuple[int, int], int, str]] = []
     for model, stream in streams.items():

@@ -69,7 +69,7 @@ def run_live(trace_path: Path, cfg: Config, opts: LiveOptions, out: Output = NUL
                  "normalization rather than cache behaviour")
     requests = build_requests(trace, trace_path, default_max_tokens=cfg.live.default_max_tokens,
                               served_model=opts.served_model, out=out)[: opts.max_requests]
-    arrival = trace.table.column("arrival_s").to_numpy()[: len(requests)]
+    arrival = trace.column("arrival_s").to_numpy()[: len(requests)]
     offsets = schedule(pacing, arrival)
     meta = {"backend": public_url(backend), "trace": trace_path.name, "pacing": pacing.describe(),
             "profile": opts.profile, "requests_planned": len(requests)}

@@ -106,6 +106,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def scratch_path(beside: str | Path, tag: str) -> Iterator[Path]:
+    """A temporary file beside ``beside`` (its folder, a hidden name), removed when the block
+    ends, whatever happens: room for a run's intermediate data on the disk its output goes to."""
+    beside = Path(beside)
+    fd, tmp = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=f".{tag}.tmp", dir=beside.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f

@@ -8,6 +8,8 @@ conversion one line at a time, for the proxy's live analytics.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,12 +17,14 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
 
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
 from kvern.infra.errors import InputError, KvernError, UsageError
 from kvern.infra.executor import Executor, ExecutorSpec, open_executor
-from kvern.infra.files import register_input
+from kvern.infra.files import atomic_path, register_input, scratch_path
 from kvern.ingest import cache
 from kvern.ingest.blocks import hash_id_block_keys, token_block_keys
 from kvern.ingest.encode import TemplateError
@@ -28,12 +32,24 @@ from kvern.ingest.readers import HASH_ID_FORMATS, Reader, ReadOptions, detect_fo
 from kvern.ingest.readers.common import proxy_skip, proxy_without_prompts
 from kvern.ingest.records import Fields, RawRequest
 from kvern.ingest.source import Line, chunk_lines, iter_lines, line_id, log_files, read_chunks
-from kvern.ingest.stream import with_block_ids
-from kvern.ingest.trace import TRACE_SCHEMA, Trace, TraceMeta, is_parquet, read_trace, write_trace
+from kvern.ingest.trace import (
+    BLOCK_IDS,
+    ROW_GROUP_VALUES,
+    TRACE_SCHEMA,
+    Trace,
+    TraceFile,
+    TraceMeta,
+    TraceWriter,
+    group_sizes,
+    is_parquet,
+    read_trace,
+)
 
 HASH_IDS = "hash-ids"
 """The tokenizer name recorded for hash-id traces."""
 _SHOWN_ERRORS = 5
+SPILL_VALUES = ROW_GROUP_VALUES
+"""One pass over a log spills its rows in runs of about this many list values."""
 
 
 def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: bool = False,
@@ -43,6 +59,8 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
 
     ``no_cache`` re-ingests and refreshes the cache entry. ``executor``: where the shards of
     an ingest run (local processes or Ray); the trace and its cache key do not depend on it.
+    The trace is read from its file a batch at a time (``read_trace``): an ingest writes the
+    cache entry a row group at a time, and the trace never has to fit in memory.
     """
     path = Path(path)
     if path.is_file() and is_parquet(path):
@@ -57,33 +75,70 @@ def load_trace(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid:
         except InputError:
             out.warn(f"ignoring an unreadable ingest cache entry: {entry.name}")
     runner = None if executor is None else open_executor(executor)
-    trace = with_block_ids(ingest(path, cfg, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
-                                  model=model, out=out, executor=runner))
-    try:
-        write_trace(trace, entry)
-    except OSError as e:
-        out.warn(f"could not write the ingest cache ({e}); continuing without it")
-    return trace
+    with contextlib.ExitStack() as stack:
+        try:
+            target = stack.enter_context(atomic_path(entry))  # renamed to the entry when complete
+            cached = True
+        except OSError as e:
+            out.warn(f"could not write the ingest cache ({e}); continuing without it")
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="kvern-ingest-"))
+            target = Path(folder) / entry.name
+            cached = False
+        ingest_to(path, cfg, target, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
+                  model=model, out=out, executor=runner)
+        if not cached:
+            return read_trace(target)  # kept open: readable after its folder is gone
+    return read_trace(entry)
 
 
 def ingest(path: Path, cfg: Config, *, fmt: str | None = None, skip_invalid: bool = False,
            no_normalize: bool = False, model: str | None = None, out: Output = NULL_OUTPUT,
            executor: Executor | None = None) -> Trace:
-    """Read and convert every line of ``path`` (no cache). Bad lines raise, or are skipped.
+    """Read and convert every line of ``path`` (no cache) into a trace in memory, without the
+    stored ``block_ids`` (``ingest_to`` writes a file in bounded memory). Bad lines raise, or
+    are skipped."""
+    with tempfile.TemporaryDirectory(prefix="kvern-ingest-") as folder:
+        target = Path(folder) / "trace.parquet"
+        meta = ingest_to(path, cfg, target, fmt=fmt, skip_invalid=skip_invalid, no_normalize=no_normalize,
+                         model=model, out=out, executor=executor, block_ids=False)
+        table = TraceFile(target).read()
+    return Trace(table, meta)
 
-    With an ``executor`` of more than one local process, or Ray, a tokenized log is cut into
-    shards converted in parallel (``convert_sharded``); the trace is the same either way.
+
+def ingest_to(path: Path, cfg: Config, target: Path, *, fmt: str | None = None, skip_invalid: bool = False,
+              no_normalize: bool = False, model: str | None = None, out: Output = NULL_OUTPUT,
+              executor: Executor | None = None, block_ids: bool = True) -> TraceMeta:
+    """Ingest ``path`` into the Parquet trace ``target`` (written in place: the caller makes it
+    atomic), in memory bounded by a row group, whatever the size of the log.
+
+    Converted rows are spilled, in runs of the log's order, to a scratch file beside
+    ``target`` as they come; only each row's logged time and list lengths stay in memory.
+    Once every row is in, the arrival order is known, and the trace is written a row group at
+    a time in that order (``_write_ordered``). With an ``executor`` of more than one local
+    process, or Ray, a tokenized log is cut into shards converted in parallel
+    (``convert_sharded``); the file is the same either way. ``block_ids``: intern each
+    model's keys and store them (``TraceMeta.block_ids_digest``), as the ingest cache does.
     """
     if fmt is not None:
         open_reader(fmt, read_options(cfg, skip_invalid))  # an unknown --format fails before reading
     job = ConvertJob(cfg, path, tuple(log_files(path)), fmt=fmt, skip_invalid=skip_invalid,
                      no_normalize=no_normalize, model=model)
-    if executor is not None and (executor.name != "local" or executor.workers > 1):
-        parts = convert_sharded(job, executor, out)
-        if parts is not None:
-            return finish(job, parts, out, replay=True)
-    lines = ((i, item) for i, f in enumerate(job.files) for item in iter_lines(f, out))
-    return finish(job, [convert_lines(job, lines, out)], out, replay=False)
+    with scratch_path(target, "rows") as spill_path:
+        spill = _Spill(spill_path)
+        try:
+            parts = None
+            if executor is not None and (executor.name != "local" or executor.workers > 1):
+                parts = convert_sharded(job, executor, out, spill)
+            replay = parts is not None
+            if parts is None:
+                lines = ((i, item) for i, f in enumerate(job.files) for item in iter_lines(f, out))
+                parts = [convert_lines(job, lines, out, sink=spill)]
+        finally:
+            spill.close()
+        meta, with_tokens = finish(job, parts, spill.rows, out, replay=replay)
+        with scratch_path(target, "ids") as ids_path:
+            return _write_ordered(spill, target, meta, with_tokens=with_tokens,
+                                  ids_path=ids_path if block_ids else None, out=out)
 
 
 def read_options(cfg: Config, skip_invalid: bool) -> ReadOptions:
@@ -138,11 +193,13 @@ class Part:
 
 
 def convert_lines(job: ConvertJob, items: Iterable[tuple[int, Line | InputError]], out: Output, *,
-                  stop_on_error: bool = True) -> Part:
+                  stop_on_error: bool = True, sink: _Spill | None = None) -> Part:
     """Convert ``items`` ((file index, line) of the whole log, or of one shard) in order.
 
     ``stop_on_error=False`` (shards): the first error ends the part and is returned in it,
-    not raised, so that the driver can raise the one that comes first in the log.
+    not raised, so that the driver can raise the one that comes first in the log. ``sink``
+    (one pass over a whole log): the rows go there in runs of about ``SPILL_VALUES`` list
+    values as they are converted, and the part's table stays empty.
     """
     path, fmt, cfg, files = job.path, job.fmt, job.cfg, job.files
     opts = read_options(cfg, job.skip_invalid)
@@ -185,6 +242,9 @@ def convert_lines(job: ConvertJob, items: Iterable[tuple[int, Line | InputError]
             if req.request_id is None:
                 req.request_id = line_id(file, req.line, len(files) > 1)
             rows.add(conv.convert(req))
+            if sink is not None and rows.values >= SPILL_VALUES:
+                sink.add(sink.runs_count, rows.table(with_tokens=not conv.hash_ids))
+                rows = _Rows()
         except InputError as e:
             if not job.skip_invalid:
                 if stop_on_error:
@@ -195,7 +255,11 @@ def convert_lines(job: ConvertJob, items: Iterable[tuple[int, Line | InputError]
             if skipped <= _SHOWN_ERRORS:
                 out.warn(f"skipped {e.message}")
                 warned.append(f"skipped {e.message}")
-    return Part(rows.table(with_tokens=conv is not None and not conv.hash_ids),
+    table = rows.table(with_tokens=conv is not None and not conv.hash_ids)
+    if sink is not None:
+        sink.add(sink.runs_count, table)
+        table = PART_SCHEMA.empty_table()
+    return Part(table,
                 None if conv is None else conv.fmt, list(readers),
                 {} if conv is None else conv.tokenizer_names, conv is not None and conv.normalized,
                 0 if conv is None else conv.block_size, skipped,
@@ -203,8 +267,11 @@ def convert_lines(job: ConvertJob, items: Iterable[tuple[int, Line | InputError]
                 error=error)
 
 
-def finish(job: ConvertJob, parts: Sequence[Part], out: Output, *, replay: bool) -> Trace:
-    """The trace from the parts of a log, in file order (one part when read in one pass).
+def finish(job: ConvertJob, parts: Sequence[Part], rows: int, out: Output, *, replay: bool
+           ) -> tuple[TraceMeta, bool]:
+    """The trace's facts from the parts of a log, in file order (one part when read in one
+    pass; their ``rows`` rows are in the spill), and whether it keeps token ids. The first
+    error of the log raises here, as do a log without a valid line and an empty file.
 
     ``replay``: say the parts' messages here (shards ran where nobody could see them).
     """
@@ -227,7 +294,6 @@ def finish(job: ConvertJob, parts: Sequence[Part], out: Output, *, replay: bool)
         for message in [m for p in parts for m in p.warned][:_SHOWN_ERRORS]:
             out.warn(message)
     fmts = [p.fmt for p in parts if p.fmt is not None]
-    rows = sum(p.table.num_rows for p in parts)
     if not fmts or rows == 0:
         raise InputError(f"no valid request lines ({skipped} skipped)", path)
     if skipped:
@@ -245,8 +311,7 @@ def finish(job: ConvertJob, parts: Sequence[Part], out: Output, *, replay: bool)
                      source=path.name, format="+".join(readers),
                      tokenizers=dict(sorted(tokenizers.items())),
                      normalized=any(p.normalized for p in parts), skipped_lines=skipped)
-    table = _ordered(pa.concat_tables([p.table for p in parts]), with_tokens=fmts[0] not in HASH_ID_FORMATS)
-    return Trace(table, meta)
+    return meta, fmts[0] not in HASH_ID_FORMATS
 
 
 def with_block_sizes(cfg: Config, *, block_size: int | None = None,
@@ -384,9 +449,11 @@ def _shards(job: ConvertJob, size: int) -> Iterator[Shard]:
             return
 
 
-def convert_sharded(job: ConvertJob, executor: Executor, out: Output) -> list[Part] | None:
-    """The parts of ``job``'s log in log order, converted on ``executor``; None where the log
-    is not sharded (a hash-id trace, or no line of a known shape: one pass names the errors)."""
+def convert_sharded(job: ConvertJob, executor: Executor, out: Output, spill: _Spill) -> list[Part] | None:
+    """The parts of ``job``'s log in log order, converted on ``executor``, their rows in
+    ``spill`` (each part's as it arrives, whatever the order: a part's rows are never held
+    waiting for the shards before it); None where the log is not sharded (a hash-id trace,
+    or no line of a known shape: one pass names the errors)."""
     decided = decide_format(job) if job.fmt is None else None
     fmt = job.fmt or (decided[0] if decided else None)
     if fmt is None or fmt in HASH_ID_FORMATS:
@@ -401,6 +468,8 @@ def convert_sharded(job: ConvertJob, executor: Executor, out: Output) -> list[Pa
                       None) as advance:
         try:
             for i, part in results:
+                spill.add(i, part.table)
+                part.table = PART_SCHEMA.empty_table()
                 parts[i] = part
                 advance(1)
                 while ready in parts and parts[ready].error is None:
@@ -529,6 +598,8 @@ class LineConverter:
 @dataclass
 class _Rows:
     rows: list[_Row] = field(default_factory=list)
+    values: int = 0
+    """Block keys and token ids held (what a run spilled at once is sized by)."""
 
     @property
     def n(self) -> int:
@@ -536,6 +607,7 @@ class _Rows:
 
     def add(self, row: _Row) -> None:
         self.rows.append(row)
+        self.values += len(row.block_keys) + (0 if row.token_ids is None else len(row.token_ids))
 
     def table(self, *, with_tokens: bool) -> pa.Table:
         """The rows in log order (``PART_SCHEMA``); ``_ordered`` puts them in arrival order."""
@@ -571,17 +643,109 @@ PART_SCHEMA = pa.schema([pa.field("timestamp_s", pa.float64()) if f.name == "arr
                          for f in TRACE_SCHEMA])
 
 
-def _ordered(table: pa.Table, *, with_tokens: bool) -> pa.Table:
-    """Log-ordered rows -> the canonical trace's rows, in arrival order.
+# -- the spill, then the trace in arrival order ---------------------------------------------
+#
+# Rows come in log order (a shard's, or a run of one pass's), but the trace is in arrival
+# order, and a row's arrival may depend on a row after it (the earliest logged time; a line
+# without a time takes the one before it, which may sit in another shard). So every row goes
+# first to a scratch Parquet file beside the output (the spill), a run per row group, in the
+# order runs arrive; only per-row scalars stay in memory. Then the arrival order is computed,
+# and the trace is written a row group at a time in that order, each group gathered from the
+# spill's row groups that hold its rows. A log in time order (the usual case) reads each spill
+# group about once; a log far out of order reads a spill group again for every output group
+# that needs one of its rows (slower, never more memory).
+
+
+class _Spill:
+    """Converted rows (``PART_SCHEMA``) in a scratch Parquet file, one row group per run, in any
+    order; per row, what ordering them needs: the logged time, and its lists' lengths."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self.runs: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        """key (log order) -> (first spill row, logged time (NaN: none), has a time, blocks, token ids)"""
+        self._writer: Any = None
+
+    @property
+    def runs_count(self) -> int:
+        return len(self.runs)
+
+    def add(self, key: int, table: pa.Table) -> None:
+        """The rows of run ``key`` (runs sort by key into log order)."""
+        import pyarrow.parquet as pq
+
+        n = table.num_rows
+        col = table.column("timestamp_s")
+        known = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        logged = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+        blocks = pc.list_value_length(table.column("block_keys")).to_numpy(zero_copy_only=False)
+        tokens = pc.list_value_length(table.column("token_ids")).to_numpy(zero_copy_only=False)
+        tokens = np.nan_to_num(np.asarray(tokens, dtype=np.float64), nan=0.0).astype(np.int64)
+        self.runs[key] = (self.rows, logged, known, np.asarray(blocks, dtype=np.int64), tokens)
+        if n:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, PART_SCHEMA, compression="zstd")
+            self._writer.write_table(table.cast(PART_SCHEMA), row_group_size=n)
+            self.rows += n
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def log_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per row in log order: (spill row, logged time, has one, blocks, token ids)."""
+        runs = [self.runs[k] for k in sorted(self.runs)]
+        where = np.concatenate([np.arange(r[0], r[0] + len(r[1]), dtype=np.int64) for r in runs])
+        logged, known, blocks, tokens = (np.concatenate([r[j] for r in runs]) for j in range(1, 5))
+        return where, logged, known, blocks, tokens
+
+
+class _SpillReader:
+    """Rows of the spill, any of them in any order, a row group at a time (the last one read
+    is kept: consecutive output groups of a log in time order read the same spill group)."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self._pf = pq.ParquetFile(path)
+        md = self._pf.metadata
+        sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self._kept: tuple[int, tuple[str, ...], pa.Table] | None = None
+
+    def _group(self, g: int, columns: tuple[str, ...]) -> pa.Table:
+        if self._kept is None or self._kept[:2] != (g, columns):
+            self._kept = None  # the one held goes before the next is read
+            self._kept = (g, columns, self._pf.read_row_group(g, columns=list(columns)))
+        return self._kept[2]
+
+    def take(self, rows: np.ndarray, columns: Sequence[str]) -> pa.Table:
+        """The spill's ``rows``, in that order."""
+        cols = tuple(columns)
+        groups = np.searchsorted(self._starts, rows, side="right") - 1
+        pieces, placed = [], []
+        for g in np.unique(groups):
+            sel = np.flatnonzero(groups == g)
+            pieces.append(self._group(int(g), cols).take(pa.array(rows[sel] - self._starts[g])))
+            placed.append(sel)
+        table = pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
+        if len(pieces) > 1:
+            back = np.empty(len(rows), dtype=np.int64)
+            back[np.concatenate(placed)] = np.arange(len(rows))
+            table = table.take(pa.array(back))
+        return table
+
+
+def _arrival(logged: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the arrival order of log-ordered rows; each one's arrival time, in that order).
 
     Arrival: the log's timestamps relative to the earliest; a line without one takes the time
     of the line before (0 gap; the first known time before any), so a log with no timestamps
-    keeps its line order at t=0. The whole log's rows are needed for this (a shard's first
-    line may take its time from the shard before), so it runs after the parts are joined.
+    keeps its line order at t=0. The whole log's times are needed for this (a shard's first
+    line may take its time from the shard before), so it runs once every row is in.
     """
-    col = table.column("timestamp_s")
-    logged = col.to_numpy(zero_copy_only=False).astype(np.float64)
-    known = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     if known.any():
         first = int(np.argmax(known))
         last_known = np.maximum.accumulate(np.where(known, np.arange(len(known)), first))
@@ -589,14 +753,81 @@ def _ordered(table: pa.Table, *, with_tokens: bool) -> pa.Table:
     else:
         ts = np.zeros(len(known))
     order = np.argsort(ts, kind="stable")
-    arrival = ts[order] - ts[order[0]]
-    table = table.take(pa.array(order)).combine_chunks()
-    if not with_tokens:
-        table = table.set_column(7, "token_ids", pa.nulls(len(order), pa.list_(pa.int32())))
-    return table.set_column(1, "arrival_s", pa.array(arrival, pa.float64())).cast(TRACE_SCHEMA)
+    return order, ts[order] - ts[order[0]]
+
+
+def _write_ordered(spill: _Spill, target: Path, meta: TraceMeta, *, with_tokens: bool,
+                   ids_path: Path | None, out: Output) -> TraceMeta:
+    """Write the spilled rows to ``target`` in arrival order, a row group at a time
+    (``TraceWriter``); the same file whatever the runs were. ``ids_path``: a scratch file for
+    the stored block ids, which are interned first, in one pass over the block keys in
+    arrival order (each model's keys dense in first-seen order, as interning the whole column
+    gives), because their digest is part of the file's metadata, which comes first."""
+    where, logged, known, blocks, tokens = spill.log_order()
+    order, arrival = _arrival(logged, known)
+    rows = where[order]
+    blocks = blocks[order]
+    values = blocks * (2 if ids_path is not None else 1) + (tokens[order] if with_tokens else 0)
+    sizes, (rest, _) = group_sizes(values)
+    bounds = np.concatenate([[0], np.cumsum([*sizes, rest] if rest else sizes)]).astype(np.int64)
+    groups = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    reader = _SpillReader(spill.path)
+    with out.progress(f"writing the trace ({len(rows):,} requests in arrival order)",
+                      len(groups) * (2 if ids_path is not None else 1)) as advance:
+        if ids_path is not None:
+            meta = replace(meta, block_ids_digest=_intern_to(reader, rows, blocks, groups, ids_path, advance))
+        with TraceWriter(target, meta, block_ids=ids_path is not None) as writer, \
+                contextlib.ExitStack() as stack:
+            ids_file = None if ids_path is None else stack.enter_context(open(ids_path, "rb"))
+            for a, b in groups:
+                table = reader.take(rows[a:b], PART_SCHEMA.names)
+                if not with_tokens:
+                    table = table.set_column(7, "token_ids", pa.nulls(b - a, pa.list_(pa.int32())))
+                table = table.set_column(1, "arrival_s", pa.array(arrival[a:b], pa.float64()))
+                table = table.cast(TRACE_SCHEMA)
+                if ids_file is not None:
+                    offsets = np.zeros(b - a + 1, dtype=np.int32)
+                    np.cumsum(blocks[a:b], out=offsets[1:])
+                    flat = np.fromfile(ids_file, dtype=np.int32, count=int(offsets[-1]))
+                    table = table.append_column(BLOCK_IDS, pa.ListArray.from_arrays(pa.array(offsets),
+                                                                                    pa.array(flat)))
+                writer.write(table)
+                advance(1)
+    return meta
+
+
+def _intern_to(reader: _SpillReader, rows: np.ndarray, blocks: np.ndarray, groups: list[tuple[int, int]],
+               ids_path: Path, advance: Any) -> str:
+    """Intern the block keys of ``rows`` (arrival order) per model into ``ids_path`` (flat
+    int32); return ``ids_digest`` of the trace with them, computed as they go."""
+    from kvern.ingest.stream import Interner
+
+    h = xxhash.xxh3_64()
+    lengths = blocks.astype(np.int64).tobytes()
+    h.update(lengths)
+    interners: dict[str, Interner] = {}
+    with open(ids_path, "wb") as f:
+        for a, b in groups:
+            table = reader.take(rows[a:b], ["model", "block_keys"])
+            keys = np.ascontiguousarray(pc.list_flatten(table.column(1)).to_numpy(zero_copy_only=False),
+                                        dtype=np.uint64)
+            h.update(keys.tobytes())
+            encoded = pc.dictionary_encode(table.column(0)).combine_chunks()
+            value_code = np.repeat(encoded.indices.to_numpy(zero_copy_only=False), blocks[a:b])
+            ids = np.empty(len(keys), dtype=np.int32)
+            for code, model in enumerate(encoded.dictionary.to_pylist()):
+                sel = value_code == code
+                ids[sel] = interners.setdefault(model, Interner()).intern(keys[sel])
+            ids.tofile(f)
+            advance(1)
+    h.update(lengths)
+    with open(ids_path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 __all__ = ["HASH_IDS", "PART_SCHEMA", "ConvertJob", "LineConverter", "LoadOptions", "Part", "Row", "Shard",
            "convert_lines",
-           "convert_shard", "convert_sharded", "finish", "ingest", "load_trace", "read_options",
+           "convert_shard", "convert_sharded", "finish", "ingest", "ingest_to", "load_trace", "read_options",
            "with_block_sizes"]

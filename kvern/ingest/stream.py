@@ -75,72 +75,255 @@ class BlockStream:
         return self.block_ids[self.req_offsets[r] : self.req_offsets[r + 1]]
 
 
-def block_streams(trace: Trace) -> dict[str, BlockStream]:
-    """Split the trace by model (each model has its own cache) and intern its block keys."""
-    table = trace.table
-    if BLOCK_IDS.name in table.column_names and (
-            not trace.meta.block_ids_digest or ids_digest(table) != trace.meta.block_ids_digest):
-        table = table.drop_columns([BLOCK_IDS.name])  # not the ids ingest stored for these rows
+def block_streams(trace: Trace, *, tokens: bool = True) -> dict[str, BlockStream]:
+    """Split the trace by model (each model has its own cache) and intern its block keys.
+
+    The list columns are read a batch at a time (``Trace.batches``), straight into each
+    model's arrays: a trace read from a file never has its token ids, or its block keys, in
+    memory as a table. ``tokens=False`` leaves the token ids out of the streams (and unread):
+    the profiles that run on blocks alone never look at them. Built once per trace and flag.
+    """
+    built = trace.streams
+    if tokens in built:
+        return built[tokens]
+    if not tokens and True in built:  # streams with token ids serve a profile that ignores them
+        return built[True]
+    if tokens and False in built:  # the blocks are there: only the token ids to read
+        built[True] = _add_tokens(trace, built[False])
+        return built[True]
+    n = trace.num_requests
     # One pass over the column for every model (dictionary codes), not one comparison per model.
-    encoded = pc.dictionary_encode(table.column("model")).combine_chunks()
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    encoded = pc.dictionary_encode(trace.column("model")).combine_chunks()
     names = encoded.dictionary.to_pylist()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int32)
+    models = trace.models()
+    code_of = {m: names.index(m) for m in models}
+    rows = {m: np.flatnonzero(codes == code_of[m]) for m in models}
+    prompt = trace.column("prompt_tokens").to_numpy().astype(np.int32)
+    arrival = trace.column("arrival_s").to_numpy().astype(np.float64)
+
+    lengths = _lengths(trace, ["block_keys", *([BLOCK_IDS.name] if trace.has_block_ids else [])])
+    key_lens = lengths["block_keys"][0]
+    offsets = {m: _offsets(key_lens[r]) for m, r in rows.items()}
+    ids = _stored_streams(trace, codes, code_of, lengths, offsets)
+    missing = [m for m in models if m not in ids]
+    if missing:
+        ids.update(_interned(trace, codes, {m: code_of[m] for m in missing}, key_lens, offsets))
+    toks = _token_streams(trace, codes, code_of, rows, prompt) if tokens and n else {}
+
     out: dict[str, BlockStream] = {}
-    for model in trace.models():
-        rows = np.flatnonzero(codes == names.index(model))
-        sub = table if len(rows) == table.num_rows else table.take(pa.array(rows))  # one model: no copy
-        out[model] = _intern(model, trace.meta.block_size, sub, rows)
+    for model in models:
+        block_ids, u = ids[model]
+        r = rows[model]
+        sub_prompt = prompt[r]
+        parent = np.full(u, -1, dtype=np.int32)
+        depth = np.zeros(u, dtype=np.int32)
+        block_tokens = np.zeros(u, dtype=np.int32)
+        _block_shapes(block_ids, offsets[model], sub_prompt, trace.meta.block_size, parent, depth,
+                      block_tokens)
+        tok_offsets, tok_ids = toks.get(model, (None, None))
+        out[model] = BlockStream(
+            model=model,
+            block_size=trace.meta.block_size,
+            req_offsets=offsets[model],
+            block_ids=block_ids,
+            prompt_tokens=sub_prompt,
+            rows=r.astype(np.int64),
+            arrival_s=arrival[r],
+            parent=parent,
+            depth=depth,
+            block_tokens=block_tokens,
+            token_offsets=tok_offsets,
+            token_ids=tok_ids,
+        )
+    trace.streams[tokens] = out
     return out
 
 
-def _intern(model: str, block_size: int, sub: pa.Table, rows: np.ndarray) -> BlockStream:
-    keys_col = sub.column("block_keys").combine_chunks()
-    lengths = pc.list_value_length(keys_col).to_numpy(zero_copy_only=False).astype(np.int64)
+def _add_tokens(trace: Trace, streams: dict[str, BlockStream]) -> dict[str, BlockStream]:
+    models = list(streams)
+    codes = np.full(trace.num_requests, -1, dtype=np.int32)
+    for c, s in enumerate(streams.values()):
+        codes[s.rows] = c
+    toks = _token_streams(trace, codes, {m: c for c, m in enumerate(models)},
+                          {m: s.rows for m, s in streams.items()},
+                          trace.column("prompt_tokens").to_numpy().astype(np.int32))
+    return {m: dataclasses.replace(s, token_offsets=toks.get(m, (None, None))[0],
+                                   token_ids=toks.get(m, (None, None))[1]) for m, s in streams.items()}
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    stored = _stored_ids(sub, len(lengths))
-    if stored is not None:
-        block_ids, n = stored
-    else:
-        flat = np.ascontiguousarray(pc.list_flatten(keys_col).to_numpy(zero_copy_only=False), dtype=np.uint64)
-        block_ids, n = intern_keys(flat)
-    prompt = sub.column("prompt_tokens").to_numpy().astype(np.int32)
-
-    parent = np.full(n, -1, dtype=np.int32)
-    depth = np.zeros(n, dtype=np.int32)
-    block_tokens = np.zeros(n, dtype=np.int32)
-    _block_shapes(block_ids, offsets, prompt, block_size, parent, depth, block_tokens)
-    tok_offsets, tok_ids = _tokens(sub)
-    return BlockStream(
-        model=model,
-        block_size=block_size,
-        req_offsets=offsets,
-        block_ids=block_ids,
-        prompt_tokens=prompt,
-        rows=rows.astype(np.int64),
-        arrival_s=sub.column("arrival_s").to_numpy().astype(np.float64),
-        parent=parent,
-        depth=depth,
-        block_tokens=block_tokens,
-        token_offsets=tok_offsets,
-        token_ids=tok_ids,
-    )
+    return offsets
 
 
-def _tokens(sub: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Flat token ids when no request lacks them (hash-id traces have none)."""
-    col = sub.column("token_ids").combine_chunks()
-    if len(col) == 0 or col.null_count:
-        return None, None
-    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets, pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32)
+def _lengths(trace: Trace, columns: list[str]) -> dict[str, tuple[np.ndarray, bytes]]:
+    """Per list column, a batch at a time: (int64 length of each row's list, 0 where null; the
+    lengths as ``ids_digest`` hashes them)."""
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    raw: dict[str, list[bytes]] = {c: [] for c in columns}
+    for batch in trace.batches(columns):
+        for c in columns:
+            col = batch.column(c)
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            if col.null_count:  # NaN where null: ``ids_digest`` hashes whatever int64 makes of it
+                with np.errstate(invalid="ignore"):
+                    raw[c].append(lengths.astype(np.int64).tobytes())
+                lengths = np.nan_to_num(np.asarray(lengths, dtype=np.float64), nan=0.0)
+                parts[c].append(lengths.astype(np.int64))
+            else:
+                parts[c].append(lengths.astype(np.int64))
+                raw[c].append(parts[c][-1].tobytes())
+    return {c: (np.concatenate(parts[c]) if parts[c] else np.zeros(0, np.int64), b"".join(raw[c]))
+            for c in columns}
+
+
+class _Dealer:
+    """Deals a list column's values, batch after batch, to the models of ``code_of`` in row order."""
+
+    def __init__(self, codes: np.ndarray, code_of: dict[str, int]) -> None:
+        self.codes = codes
+        self.code_of = code_of
+        only = list(code_of.values())
+        self.single = len(only) == 1 and bool((codes == only[0]).all())
+
+    def deal(self, start: int, lengths: np.ndarray, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Each model's values among rows ``start…start+len(lengths)`` (``lengths`` values each,
+        ``flat`` all of them in order)."""
+        if self.single:
+            return {next(iter(self.code_of)): flat}
+        value_code = np.repeat(self.codes[start : start + len(lengths)], lengths)
+        return {m: flat[value_code == c] for m, c in self.code_of.items()}
+
+
+class _Filler:
+    """Each model's values gathered into one array: preallocated at the size expected, joined
+    from pieces where the values turn out not to fit it."""
+
+    def __init__(self, sizes: dict[str, int], dtype: type) -> None:
+        self.arrays = {m: np.empty(n, dtype=dtype) for m, n in sizes.items()}
+        self.filled = dict.fromkeys(sizes, 0)
+        self.extra: dict[str, list[np.ndarray]] = {m: [] for m in sizes}
+
+    def add(self, parts: dict[str, np.ndarray]) -> None:
+        for m, values in parts.items():
+            at = self.filled[m]
+            if self.extra[m] or at + len(values) > len(self.arrays[m]):
+                self.extra[m].append(values.copy())
+                continue
+            self.arrays[m][at : at + len(values)] = values
+            self.filled[m] = at + len(values)
+
+    def result(self, m: str) -> np.ndarray:
+        head = self.arrays[m]
+        if self.extra[m]:
+            return np.concatenate([head[: self.filled[m]], *self.extra[m]])
+        return head if self.filled[m] == len(head) else head[: self.filled[m]].copy()
+
+
+def _stored_streams(trace: Trace, codes: np.ndarray, code_of: dict[str, int],
+                    lengths: dict[str, tuple[np.ndarray, bytes]],
+                    offsets: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
+    """Each model's stored ``block_ids`` (and distinct count) where they are still its
+    interning: the digest ingest stored matches (``ids_digest``, computed a batch at a time)
+    and the model's ids are dense in first-seen order. Models left out are interned."""
+    digest = trace.meta.block_ids_digest
+    if BLOCK_IDS.name not in lengths or not digest:
+        return {}
+    key_lens, key_raw = lengths["block_keys"]
+    id_lens, id_raw = lengths[BLOCK_IDS.name]
+    if not np.array_equal(id_lens, key_lens):
+        return {}  # not the ids of these keys
+    h = xxhash.xxh3_64()
+    h.update(key_raw)
+    for batch in trace.batches(["block_keys"]):
+        h.update(np.ascontiguousarray(pc.list_flatten(batch.column(0)).to_numpy(zero_copy_only=False)).tobytes())
+    h.update(id_raw)
+    dealer = _Dealer(codes, code_of)
+    filler = _Filler({m: int(o[-1]) for m, o in offsets.items()}, np.int32)
+    nulls: set[str] = set()
+    at = 0
+    for batch in trace.batches([BLOCK_IDS.name]):
+        col = batch.column(0)
+        flat = np.ascontiguousarray(pc.list_flatten(col).to_numpy(zero_copy_only=False))
+        h.update(flat.tobytes())
+        if col.null_count:
+            null_codes = codes[at : at + len(col)][np.asarray(pc.is_null(col), dtype=bool)]
+            nulls.update(m for m, c in code_of.items() if (null_codes == c).any())
+        filler.add(dealer.deal(at, id_lens[at : at + len(col)], flat.astype(np.int32, copy=False)))
+        at += len(col)
+    if h.hexdigest() != digest:
+        return {}  # not the ids ingest stored for these rows
+    out = {}
+    for m in code_of:
+        ids = filler.result(m)
+        if m not in nulls and (unique := _dense(ids)) is not None:
+            out[m] = (ids, unique)
+    return out
+
+
+def _dense(ids: np.ndarray) -> int | None:
+    """The number of distinct ids if ``ids`` are dense in first-seen order (what any row subset
+    of a consistent key -> id mapping is, exactly), else None."""
+    if len(ids) == 0:
+        return 0
+    running = np.maximum.accumulate(ids)
+    if ids[0] != 0 or np.any(ids[1:] > running[:-1] + 1):
+        return None
+    return int(running[-1]) + 1
+
+
+def _interned(trace: Trace, codes: np.ndarray, code_of: dict[str, int], key_lens: np.ndarray,
+              offsets: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
+    """The models of ``code_of``: their block keys interned a batch at a time (the keys of one
+    batch in memory at once), the same ids as interning each model's keys all at once."""
+    dealer = _Dealer(codes, code_of)
+    interners = {m: Interner() for m in code_of}
+    ids = {m: np.empty(int(offsets[m][-1]), dtype=np.int32) for m in code_of}
+    filled = dict.fromkeys(code_of, 0)
+    at = 0
+    for batch in trace.batches(["block_keys"]):
+        col = batch.column(0)
+        flat = np.ascontiguousarray(pc.list_flatten(col).to_numpy(zero_copy_only=False), dtype=np.uint64)
+        for m, keys in dealer.deal(at, key_lens[at : at + len(col)], flat).items():
+            ids[m][filled[m] : filled[m] + len(keys)] = interners[m].intern(keys)
+            filled[m] += len(keys)
+        at += len(col)
+    return {m: (ids[m], interners[m].n) for m in code_of}
+
+
+def _token_streams(trace: Trace, codes: np.ndarray, code_of: dict[str, int], rows: dict[str, np.ndarray],
+                   prompt: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each model's flat token ids and offsets, where none of its requests lacks them
+    (hash-id traces have none), a batch at a time. Token ids match the prompt lengths
+    (``check_rows``), so each model's array is sized from them up front."""
+    n = trace.num_requests
+    tok_lens = np.zeros(n, dtype=np.int64)
+    lacking = np.zeros(n, dtype=bool)
+    dealer = _Dealer(codes, code_of)
+    filler = _Filler({m: int(prompt[r].astype(np.int64).sum()) for m, r in rows.items()}, np.int32)
+    at = 0
+    for batch in trace.batches(["token_ids"]):
+        col = batch.column(0)
+        lengths = np.asarray(pc.list_value_length(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+        lacking[at : at + len(col)] = np.isnan(lengths)
+        tok_lens[at : at + len(col)] = np.nan_to_num(lengths, nan=0.0)
+        if len(col) > col.null_count:
+            flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+            filler.add(dealer.deal(at, tok_lens[at : at + len(col)], flat))
+        at += len(col)
+    out = {}
+    for m, r in rows.items():
+        if len(r) and not lacking[r].any():
+            out[m] = (_offsets(tok_lens[r]), filler.result(m))
+    return out
 
 
 def with_block_ids(trace: Trace) -> Trace:
-    """``trace`` with the ``block_ids`` column: each model's keys interned once, to be stored."""
-    streams = block_streams(trace)
+    """``trace`` (in memory) with the ``block_ids`` column: each model's keys interned once, to
+    be stored."""
+    streams = block_streams(trace, tokens=False)
     lengths = pc.list_value_length(trace.table.column("block_keys")).to_numpy(zero_copy_only=False)
     offsets = np.zeros(trace.num_requests + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -166,23 +349,6 @@ def ids_digest(table: pa.Table) -> str:
     return h.hexdigest()
 
 
-def _stored_ids(sub: pa.Table, num_requests: int) -> tuple[np.ndarray, int] | None:
-    """The stored ids of these rows if they are still this model's interning: any row subset of
-    a consistent key -> id mapping is, exactly when its ids are dense in first-seen order."""
-    if BLOCK_IDS.name not in sub.column_names:
-        return None
-    col = sub.column(BLOCK_IDS.name).combine_chunks()
-    if col.null_count or len(col) != num_requests:
-        return None
-    ids = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-    if len(ids) == 0:
-        return ids, 0
-    running = np.maximum.accumulate(ids)
-    if ids[0] != 0 or np.any(ids[1:] > running[:-1] + 1):
-        return None
-    return np.ascontiguousarray(ids), int(running[-1]) + 1
-
-
 @numba.njit(cache=True, nogil=True)
 def _block_shapes(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, block_size: int,
                   parent: np.ndarray, depth: np.ndarray, block_tokens: np.ndarray) -> None:
@@ -201,28 +367,54 @@ def _block_shapes(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, bloc
 
 def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
     """(int32 id of each key, in order of first appearance; the number of distinct keys)."""
-    ids = np.empty(len(keys), dtype=np.int32)
-    bits = 4
-    while (1 << bits) < 2 * len(keys):
+    interner = Interner()
+    return interner.intern(keys), interner.n
+
+
+class Interner:
+    """Block keys -> dense ids in order of first appearance, fed a piece at a time: the ids
+    interning all the pieces at once would give. A compiled open-addressing table over the
+    64-bit keys, kept at most half full. The slot is a Fibonacci hash of the key (the top bits
+    after a multiply): keys are not always random (hash-id traces number their blocks), and
+    the low bits of structured keys would pile into a few long runs of slots."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        """Distinct keys so far (the next new key's id)."""
+        self._keys = np.empty(16, np.uint64)
+        self._ids = np.full(16, -1, np.int32)
+
+    def intern(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        size = len(self._ids)
+        while size < 2 * (self.n + len(keys)):  # half full even if every key is new
+            size *= 2
+        if size != len(self._ids):
+            self._keys, self._ids = _rehash(self._keys, self._ids, size)
+        ids = np.empty(len(keys), dtype=np.int32)
+        self.n = int(_intern_more(keys, ids, self._keys, self._ids, self.n))
+        return ids
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+"""2⁶⁴ / φ: multiplying by it spreads any key pattern over the top bits."""
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log2(size: int) -> int:
+    bits = 0
+    while (1 << bits) < size:
         bits += 1
-    return ids, int(_intern_table(keys, ids, bits))
+    return bits
 
 
 @numba.njit(cache=True, nogil=True)
-def _intern_table(keys: np.ndarray, ids: np.ndarray, bits: int) -> int:
-    """Open addressing, linear probing. The slot is a Fibonacci hash of the key (its top bits
-    after a multiply): keys are not always random (hash-id traces number their blocks), and
-    the low bits of structured keys would pile into a few runs of slots."""
-    size = 1 << bits
-    mask = np.uint64(size - 1)
-    shift = np.uint64(64 - bits)
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    slot_key = np.empty(size, np.uint64)
-    slot_id = np.full(size, -1, np.int32)
-    n = 0
+def _intern_more(keys: np.ndarray, ids: np.ndarray, slot_key: np.ndarray, slot_id: np.ndarray, n: int) -> int:
+    mask = np.uint64(len(slot_id) - 1)
+    shift = np.uint64(64 - _log2(len(slot_id)))
     for i in range(len(keys)):
         k = keys[i]
-        h = (k * golden) >> shift
+        h = (k * _GOLDEN) >> shift
         while True:
             s = slot_id[h]
             if s < 0:
@@ -236,3 +428,22 @@ def _intern_table(keys: np.ndarray, ids: np.ndarray, bits: int) -> int:
                 break
             h = (h + np.uint64(1)) & mask
     return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _rehash(slot_key: np.ndarray, slot_id: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.uint64(size - 1)
+    shift = np.uint64(64 - _log2(size))
+    new_key = np.empty(size, np.uint64)
+    new_id = np.full(size, -1, np.int32)
+    for j in range(len(slot_id)):
+        s = slot_id[j]
+        if s < 0:
+            continue
+        k = slot_key[j]
+        h = (k * _GOLDEN) >> shift
+        while new_id[h] >= 0:
+            h = (h + np.uint64(1)) & mask
+        new_key[h] = k
+        new_id[h] = s
+    return new_key, new_id

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numba
 import numpy as np
-import pyarrow.compute as pc
 
+from kvern.infra.compiled import use_kvern_cache
 from kvern.ingest.stream import BlockStream, block_streams
 from kvern.ingest.trace import Trace
+
+use_kvern_cache()
 
 
 def infinite_cache_hits(trace: Trace) -> np.ndarray:
@@ -24,25 +27,31 @@ def infinite_cache_hits(trace: Trace) -> np.ndarray:
     last-token rule: this is the ``ideal`` profile's bound.
     """
     hits = np.zeros(trace.num_requests, dtype=np.int64)
-    for stream in block_streams(trace).values():
+    for stream in block_streams(trace, tokens=False).values():
         hits[stream.rows] = _stream_hits(stream)
     return hits
 
 
 def _stream_hits(s: BlockStream) -> np.ndarray:
-    lengths = np.diff(s.req_offsets)
-    req_of = np.repeat(np.arange(s.num_requests), lengths)
-    pos = np.arange(len(s.block_ids), dtype=np.int64) - s.req_offsets[req_of]
-    _, first_pos = np.unique(s.block_ids, return_index=True)
-    first_req = req_of[first_pos]  # ids are dense 0..U-1, so this is indexed by id
-    seen = first_req[s.block_ids] < req_of
-    # Leading run = position of the first unseen block (or the whole prompt).
-    stop = np.where(seen, lengths[req_of], pos)
-    run = lengths.copy()
-    nonempty = lengths > 0
-    if nonempty.any():
-        run[nonempty] = np.minimum.reduceat(stop, s.req_offsets[:-1][nonempty])
+    run = _leading_runs(s.block_ids, s.req_offsets, s.num_unique)
     return np.minimum(s.prompt_tokens.astype(np.int64), run * s.block_size)
+
+
+@numba.njit(cache=True, nogil=True)
+def _leading_runs(ids: np.ndarray, offsets: np.ndarray, unique: int) -> np.ndarray:
+    """Per request, its leading blocks that an earlier request already had (one pass, a flag per
+    unique block: the memory of the stream's ids, not of several copies)."""
+    seen = np.zeros(unique, dtype=np.bool_)
+    run = np.empty(len(offsets) - 1, dtype=np.int64)
+    for r in range(len(offsets) - 1):
+        lo, hi = offsets[r], offsets[r + 1]
+        k = lo
+        while k < hi and seen[ids[k]]:
+            k += 1
+        run[r] = k - lo
+        for j in range(lo, hi):  # after the lookup: a request's own blocks count from the next one on
+            seen[ids[j]] = True
+    return run
 
 
 @dataclass(frozen=True)
@@ -77,12 +86,13 @@ class TraceSummary:
 
 def summarize(trace: Trace) -> TraceSummary:
     hits = infinite_cache_hits(trace)
-    table = trace.table
-    models = table.column("model").to_numpy(zero_copy_only=False)
-    sessions = table.column("session_id").to_numpy(zero_copy_only=False)
-    prompt = table.column("prompt_tokens").to_numpy().astype(np.int64)
-    nblocks = pc.list_value_length(table.column("block_keys")).to_numpy().astype(np.int64)
-    streams = block_streams(trace)
+    models = trace.column("model").to_numpy(zero_copy_only=False)
+    sessions = trace.column("session_id").to_numpy(zero_copy_only=False)
+    prompt = trace.column("prompt_tokens").to_numpy().astype(np.int64)
+    streams = block_streams(trace, tokens=False)
+    nblocks = np.zeros(trace.num_requests, dtype=np.int64)
+    for s in streams.values():
+        nblocks[s.rows] = np.diff(s.req_offsets)
 
     def one(name: str, mask: np.ndarray, unique: int) -> ModelSummary:
         p = prompt[mask]

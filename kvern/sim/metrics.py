@@ -125,7 +125,7 @@ def _summary_row(cfg: Config, group: list[SimResult], policy: str, label: str) -
 def requests_table(trace: Trace, cfg: Config, streams: Mapping[str, BlockStream],
                    results: Sequence[SimResult], labels: Sequence[str]) -> pa.Table:
     """One row per request × policy × capacity, in run order then arrival order."""
-    ids = trace.table.column("request_id").to_numpy(zero_copy_only=False)
+    ids = trace.column("request_id").to_numpy(zero_copy_only=False)
     parts = []
     for res, label in zip(results, labels, strict=True):
         stream = streams[res.model]

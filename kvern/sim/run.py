@@ -111,7 +111,9 @@ def run_simulation(trace: Trace, cfg: Config, *, policies: Sequence[str] | str,
     specs = _specs(capacities, points)
     if trace.num_requests == 0:
         raise UsageError("the trace has no requests")
-    streams = dict(streams) if streams is not None else block_streams(trace)
+    if streams is None:  # the token ids only for a profile that reads them
+        streams = block_streams(trace, tokens=get_profile(profile).uses_tokens)
+    streams = dict(streams)
     plan = []
     bounded: list[dict[str, Any]] = []
     for model, stream in streams.items():

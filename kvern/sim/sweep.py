@@ -190,7 +190,7 @@ def run_sweep(trace: Trace, cfg: Config, *, policies: Sequence[str] | str, profi
         raise UsageError(f"--points: {points}; a sweep needs at least 2 points")
     if trace.num_requests == 0:
         raise UsageError("the trace has no requests")
-    streams = block_streams(trace)
+    streams = block_streams(trace, tokens=get_profile(profile).uses_tokens)
     specs = None if capacity is None else parse_capacity(capacity, points)
     exact = profile in CURVE_PROFILES
     use_curve = exact and "lru" in names

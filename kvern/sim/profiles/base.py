@@ -57,6 +57,9 @@ class Profile(ABC):
     """Policy names this profile can run; None = every policy."""
     last_token_rule: ClassVar[bool] = True
     """The engine recomputes the last prompt token (cached ≤ prompt_tokens − 1)."""
+    uses_tokens: ClassVar[bool] = False
+    """The engine reads the stream's token ids where the trace has them (else only blocks):
+    only then are they read from the trace (``block_streams(trace, tokens=...)``)."""
 
     @abstractmethod
     def engine(self, stream: BlockStream, policy: Policy, capacity_blocks: int) -> CacheEngine:

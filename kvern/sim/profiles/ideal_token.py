@@ -28,6 +28,7 @@ from kvern.sim.profiles.ideal import Ideal
 @register
 class IdealToken(Ideal):
     name = "ideal-token"
+    uses_tokens = True
     summary = "pure prefix reuse at token level (needs token ids)"
 
     _memo: ClassVar[list[tuple[BlockStream, BlockStream]]] = []

@@ -258,6 +258,7 @@ def predict(prompts: Iterable[np.ndarray], generated: Iterable[int], config: Lla
 @register
 class LlamaCpp(Profile):
     name = "llamacpp"
+    uses_tokens = True
     summary = "llama-server: per-slot prompt reuse plus the host-memory prompt cache (--cache-ram)"
     policies = frozenset({"lru"})
     """llama-server drops the oldest saved state; there is no other policy to choose."""

@@ -44,6 +44,7 @@ from kvern.sim.profiles.base import Profile, register
 @register
 class SGLang(Profile):
     name = "sglang"
+    uses_tokens = True
     summary = "SGLang RadixCache: radix tree of pages, last token recomputed, LRU leaves"
     policies = frozenset({"lru"})
 
