@@ -114,6 +114,9 @@ class Policy(ABC):
     """Heaps the engine keeps for this policy (2: ``queue_of``/``pick`` choose among them)."""
     evict_first: ClassVar[bool] = False
     """Touch the request's new entries after its evictions (libCacheSim's evict-then-insert)."""
+    second_key: ClassVar[bool] = True
+    """False when ``touch`` and ``on_pop`` always return ``p2 = 0.0``: the engines then keep no
+    second key per entry and per heap row (8 + 8 bytes less)."""
 
     def __init__(self, params: Mapping[str, Any] | None = None,
                  run_defaults: Mapping[str, Any] | None = None) -> None:

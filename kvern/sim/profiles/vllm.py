@@ -55,16 +55,16 @@ import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
-from kvern.sim.engine import CacheEngine
-from kvern.sim.heap import ID, P1, P2, VERSION
+from kvern.sim.engine import CacheEngine, Const
+from kvern.sim.heap import Heap
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import policy_evicted, policy_on_pop, policy_pick, policy_queue, policy_touch
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of the policy-generic engine, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's;
-# LOGGED: keys in the eviction log)
-HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED = range(6)
+# counters of the policy-generic engine, by name (ROUNDS: heap compactions; LOGGED: keys in the
+# eviction log)
+FRESH, EVICTED, ROUNDS, LOGGED = range(4)
 Q_EVICTED, Q_LOGGED = 0, 1
 """The free queue's counters, by name."""
 
@@ -179,15 +179,16 @@ class Candidates(NamedTuple):
     child_keys: np.ndarray
     """int32[U]: cached keys whose parent this key is (a key with none is a leaf)."""
     version: np.ndarray
-    """int64[C]: bumped at every change of the slot; older heap rows are stale."""
-    stamp: np.ndarray
-    """int64[C]: compaction round that last kept the slot's row."""
-    priority: np.ndarray
-    """float64[C, 2]"""
-    heap: np.ndarray
-    """float64[Q, H, 5]: the evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
+    """int32[C]: bumped when the slot's row is pushed and at every change of the slot; older
+    heap rows are stale."""
+    p1: np.ndarray
+    """float64[C]: the policy's first key from the slot's last touch."""
+    p2: np.ndarray
+    """float64[C], or float64[1] when the policy's second key is always 0 (``Policy.second_key``)."""
+    heap: Heap
+    """The evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[6]: HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED."""
+    """int64[4]: FRESH, EVICTED, ROUNDS, LOGGED."""
     log: np.ndarray
     """int64[L]: keys whose last cached copy was dropped since the last ``take_evicted`` (empty: off)."""
 
@@ -203,17 +204,18 @@ class VllmHeap(_VllmEngine):
         cap = self.capacity_blocks
         self.state = policy.state(PolicyContext(stream, cap, cap))
         self.copies = _copies(stream, cap)
+        two = policy.second_key
         self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
-                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int64),
-                               np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64),
-                               heap.new_heaps(policy.queues, cap), np.array([0, cap, 0, 0, 0, 0], np.int64),
+                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int32),
+                               np.zeros(cap, np.float64), np.zeros(cap if two else 1, np.float64),
+                               heap.new_heap(policy.queues, cap, two), np.array([cap, 0, 0, 0], np.int64),
                                np.zeros(0, np.int64))
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks,
-                   self.copies, self.free, self.cached_tokens, self.unschedulable)
+        self._call(_serve_heap, requests, Const(self.policy.code), self.state, self.prompts,
+                   self.capacity_blocks, self.copies, self.free, self.cached_tokens, self.unschedulable)
 
     @property
     def evicted_blocks(self) -> int:
@@ -317,77 +319,90 @@ def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore
                 _q_insert_after(q.prev_slot[q_tail], s, q)
 
 
-@numba.njit(cache=True, inline="always")
-def _evictable(s, c, f):  # type: ignore[no-untyped-def]
-    """A free cached slot that may go: another copy of its key stays, or nothing extends it."""
-    key = c.slot_key[s]
-    return f.is_free[s] == 1 and key >= 0 and (c.count[key] > 1 or f.child_keys[key] == 0)
+# The heap helpers take plain arrays and are compiled without reference counting (``_nrt=False``:
+# they allocate nothing); see ``kvern.sim.profiles.ideal``.
+
+@numba.njit(cache=True, _nrt=False)
+def _push_slot(q, s, key, version, fp1, fp2, depth, hp1, hp2, ties, vers, sizes, counters, is_free, slot_key,
+               count, child_keys):  # type: ignore[no-untyped-def]
+    """Free cached slot s (holding ``key``) may go, with its current priority: a new row in
+    queue q (its older rows go stale). A full heap is compacted first."""
+    rows = len(ties) // len(sizes)
+    base = q * rows
+    v = version[s] + 1
+    version[s] = v
+    if sizes[q] == rows:
+        counters[ROUNDS] += 1
+        m = base
+        for i in range(base, base + sizes[q]):
+            x = heap.id_of(ties[i])
+            kx = slot_key[x]
+            if (vers[i] == version[x] and is_free[x] == 1 and kx >= 0
+                    and (count[kx] > 1 or child_keys[kx] == 0)):
+                hp1[m] = hp1[i]
+                if len(hp2) > 1:
+                    hp2[m] = hp2[i]
+                ties[m] = ties[i]
+                vers[m] = vers[i]
+                m += 1
+        sizes[q] = m - base
+        heap.heapify(hp1, hp2, ties, vers, sizes, q, base)
+    heap.push(hp1, hp2, ties, vers, sizes, q, base, fp1[s], fp2[s] if len(fp2) > 1 else 0.0,
+              heap.tie_of(depth[key], s), v)
 
 
-@numba.njit(cache=True, inline="always")
-def _len_at(q):  # type: ignore[no-untyped-def]
-    return HEAP_LEN if q == 0 else HEAP_LEN1
-
-
-@numba.njit(cache=True)
-def _compact(c, f, q, round_):  # type: ignore[no-untyped-def]
-    h = f.heap[q]
-    m = 0
-    for i in range(f.counters[_len_at(q)]):
-        s = int(h[i, ID])
-        if h[i, VERSION] == f.version[s] and f.stamp[s] != round_ and _evictable(s, c, f):
-            f.stamp[s] = round_
-            for col in range(heap.ROW):
-                h[m, col] = h[i, col]
-            m += 1
-    heap.heapify(h, m)
-    f.counters[_len_at(q)] = m
-
-
-@numba.njit(cache=True)
-def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
-    q = policy_queue(code, state, s)
-    at = _len_at(q)
-    if f.counters[at] == f.heap.shape[1]:
-        f.counters[ROUNDS] += 1
-        _compact(c, f, q, f.counters[ROUNDS])
-    f.counters[at] = heap.push(f.heap[q], f.counters[at], f.priority[s, 0], f.priority[s, 1],
-                               -depth[key], s, f.version[s])
-
-
-@numba.njit(cache=True)
-def _valid_top(c, f, q):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, _nrt=False)
+def _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count, child_keys):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable slot is left on top."""
-    at = _len_at(q)
-    h = f.heap[q]
-    while f.counters[at] > 0:
-        s = int(h[0, ID])
-        if h[0, VERSION] == f.version[s] and _evictable(s, c, f):
+    base = q * (len(ties) // len(sizes))
+    while sizes[q] > 0:
+        x = heap.id_of(ties[base])
+        kx = slot_key[x]
+        if (vers[base] == version[x] and is_free[x] == 1 and kx >= 0
+                and (count[kx] > 1 or child_keys[kx] == 0)):
             return True
-        f.counters[at] = heap.pop(h, f.counters[at])
+        heap.pop(hp1, hp2, ties, vers, sizes, q, base)
     return False
+
+
+@numba.njit(cache=True, _nrt=False)
+def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    heap.pop(hp1, hp2, ties, vers, sizes, q, base)
+
+
+@numba.njit(cache=True, inline="always")
+def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
+    h = f.heap
+    _push_slot(policy_queue(code, state, s), s, key, f.version, f.p1, f.p2, depth, h.p1, h.p2, h.tie, h.ver,
+               h.size, f.counters, f.is_free, c.slot_key, c.count, f.child_keys)
 
 
 @numba.njit(cache=True)
 def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
     """The policy's next victim among the free cached slots (``on_pop`` may put tops back)."""
-    nq = f.heap.shape[0]
+    h = f.heap
+    hp1, hp2, ties, vers, sizes = h.p1, h.p2, h.tie, h.ver, h.size
+    nq = len(sizes)
+    rows = len(ties) // nq
     while True:
         q = policy_pick(code, state) if nq > 1 else 0
-        if not _valid_top(c, f, q):
+        if not _valid_top(q, f.version, hp1, hp2, ties, vers, sizes, f.is_free, c.slot_key, c.count,
+                          f.child_keys):
             q = 1 - q if nq > 1 else q
-            assert _valid_top(c, f, q), "no evictable block although the request fits the pool"
-        h = f.heap[q]
-        s = int(h[0, ID])
-        p1 = h[0, P1]
-        p2 = h[0, P2]
-        f.counters[_len_at(q)] = heap.pop(h, f.counters[_len_at(q)])
+            if not _valid_top(q, f.version, hp1, hp2, ties, vers, sizes, f.is_free, c.slot_key, c.count,
+                              f.child_keys):
+                raise AssertionError("no evictable block although the request fits the pool")
+        base = q * rows
+        s = heap.id_of(ties[base])
+        p1 = hp1[base]
+        p2 = hp2[base] if len(hp2) > 1 else 0.0
+        _pop(hp1, hp2, ties, vers, sizes, q, base)
         keep, n1, n2 = policy_on_pop(code, state, s, c.slot_key[s], r, p1, p2)
         if not keep:
             return s, p1
-        f.priority[s, 0] = n1
-        f.priority[s, 1] = n2
-        f.version[s] += 1
+        f.p1[s] = n1
+        if len(f.p2) > 1:
+            f.p2[s] = n2
         _push(code, state, s, c.slot_key[s], c, f, depth)
 
 
@@ -457,8 +472,9 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                 f.counters[FRESH] += 1
                 continue
             p1, p2 = policy_touch(code, state, s, key, r, lo + j, j >= k)
-            f.priority[s, 0] = p1
-            f.priority[s, 1] = p2
+            f.p1[s] = p1
+            if len(f.p2) > 1:
+                f.p2[s] = p2
             f.is_free[s] = 1
             f.version[s] += 1
             if c.count[key] > 1 or f.child_keys[key] == 0:
