@@ -76,11 +76,12 @@ class PolicyState(NamedTuple):
     entry_f: np.ndarray
     """float64[E]: per-entry floats (E = the engine's entries: unique blocks, or the pool's slots)."""
     entry_i: np.ndarray
-    """int64[E]: per-entry ints."""
+    """int64[E] (int32 where the policy's values fit: FIFO, cost): per-entry ints."""
     block_f: np.ndarray
     """float64[U] (or [1]): per-block constants, indexed by interned block id."""
     access_i: np.ndarray
-    """int64[N] (or [1]): per-access constants, indexed by position in ``stream.block_ids``."""
+    """int64[N] (int32 for Belady's next uses, or [1]): per-access constants, indexed by position
+    in ``stream.block_ids``."""
     scalars: np.ndarray
     """float64[16]: parameters and running values."""
     entry_m: np.ndarray

@@ -3,6 +3,8 @@
 The engines call ``policy_touch(code, …)`` and the optional hooks below in their compiled loops;
 numba inlines each policy's function here. To add a policy: give it the next ``code`` and add its
 row to every hook it implements (a policy without a hook gets the default in the last line).
+The engines pass ``code`` as a compile-time constant (``kvern.sim.engine.Const``), so numba
+drops the other rows: each policy's kernel holds only its own hooks.
 """
 
 from __future__ import annotations
