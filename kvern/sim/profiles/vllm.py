@@ -370,112 +370,142 @@ def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
     heap.pop(hp1, hp2, ties, vers, sizes, q, base)
 
 
-@numba.njit(cache=True, inline="always")
-def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
-    h = f.heap
-    _push_slot(policy_queue(code, state, s), s, key, f.version, f.p1, f.p2, depth, h.p1, h.p2, h.tie, h.ver,
-               h.size, f.counters, f.is_free, c.slot_key, c.count, f.child_keys)
+@numba.njit(cache=True, _nrt=False)
+def _unlink(s, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_drop_copy`` on plain arrays."""
+    key = slot_key[s]
+    if prev_copy[s] >= 0:
+        next_copy[prev_copy[s]] = next_copy[s]
+    else:
+        first[key] = next_copy[s]
+    if next_copy[s] >= 0:
+        prev_copy[next_copy[s]] = prev_copy[s]
+    else:
+        last[key] = prev_copy[s]
+    next_copy[s] = -1
+    prev_copy[s] = -1
+    count[key] -= 1
+    slot_key[s] = -1
+    return key
 
 
-@numba.njit(cache=True)
-def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
-    """The policy's next victim among the free cached slots (``on_pop`` may put tops back)."""
-    h = f.heap
-    hp1, hp2, ties, vers, sizes = h.p1, h.p2, h.tie, h.ver, h.size
-    nq = len(sizes)
-    rows = len(ties) // nq
-    while True:
-        q = policy_pick(code, state) if nq > 1 else 0
-        if not _valid_top(q, f.version, hp1, hp2, ties, vers, sizes, f.is_free, c.slot_key, c.count,
-                          f.child_keys):
-            q = 1 - q if nq > 1 else q
-            if not _valid_top(q, f.version, hp1, hp2, ties, vers, sizes, f.is_free, c.slot_key, c.count,
-                              f.child_keys):
-                raise AssertionError("no evictable block although the request fits the pool")
-        base = q * rows
-        s = heap.id_of(ties[base])
-        p1 = hp1[base]
-        p2 = hp2[base] if len(hp2) > 1 else 0.0
-        _pop(hp1, hp2, ties, vers, sizes, q, base)
-        keep, n1, n2 = policy_on_pop(code, state, s, c.slot_key[s], r, p1, p2)
-        if not keep:
-            return s, p1
-        f.p1[s] = n1
-        if len(f.p2) > 1:
-            f.p2[s] = n2
-        _push(code, state, s, c.slot_key[s], c, f, depth)
+@numba.njit(cache=True, _nrt=False)
+def _link(s, key, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_add_copy`` on plain arrays."""
+    slot_key[s] = key
+    if count[key] == 0:
+        first[key] = s
+    else:
+        prev_copy[s] = last[key]
+        next_copy[last[key]] = s
+    last[key] = s
+    count[key] += 1
 
 
 @numba.njit(cache=True)
 def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
-    held = c.held
+    # every array out of its tuple once; the helpers take plain arrays (see ``_push_slot``), and
+    # the policy hooks are compiled for this policy only (``code`` is a ``Const``)
+    held, slot_key, first, last, count = c.held, c.slot_key, c.first, c.last, c.count
+    next_copy, prev_copy = c.next_copy, c.prev_copy
+    is_free, fresh, child_keys, version, fp1, fp2 = f.is_free, f.fresh, f.child_keys, f.version, f.p1, f.p2
+    counters, log = f.counters, f.log
+    hp1, hp2, ties, vers, sizes = f.heap.p1, f.heap.p2, f.heap.tie, f.heap.ver, f.heap.size
+    ids, parent, depth, offsets, prompt_tokens = p.ids, p.parent, p.depth, p.offsets, p.prompt_tokens
+    block_size = p.block_size
+    two = len(fp2) > 1
+    nq = len(sizes)
+    rows = len(ties) // nq
     for r in requests:
-        lo, hi = p.offsets[r], p.offsets[r + 1]
+        lo, hi = offsets[r], offsets[r + 1]
         n = hi - lo  # == ceil(prompt / block_size): every block, the partial tail included
         if n > cap:
             unschedulable[r] = 1
             continue
-        p_tokens = p.prompt_tokens[r]
-        max_hit = (p_tokens - 1) // p.block_size
-        full = p_tokens // p.block_size
+        p_tokens = prompt_tokens[r]
+        max_hit = (p_tokens - 1) // block_size
+        full = p_tokens // block_size
         # get_computed_blocks + touch: the first copy of each leading key leaves the queue
         k = 0
-        while k < max_hit and c.count[p.ids[lo + k]] > 0:
-            s = c.first[p.ids[lo + k]]
-            f.is_free[s] = 0
-            f.version[s] += 1
+        while k < max_hit and count[ids[lo + k]] > 0:
+            s = first[ids[lo + k]]
+            is_free[s] = 0
+            version[s] += 1
             held[k] = s
             k += 1
-        cached[r] = k * p.block_size
+        cached[r] = k * block_size
         # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
         for j in range(k, n):
-            if f.counters[FRESH] > 0:
-                f.counters[FRESH] -= 1
-                held[j] = f.fresh[f.counters[FRESH]]
+            if counters[FRESH] > 0:
+                counters[FRESH] -= 1
+                held[j] = fresh[counters[FRESH]]
                 continue
-            s, p1 = _victim(code, state, r, c, f, p.depth)
-            key = _drop_copy(s, c)
-            f.is_free[s] = 0
-            f.version[s] += 1
-            f.counters[EVICTED] += 1
-            if len(f.log) > 0 and c.count[key] == 0:
-                f.log[f.counters[LOGGED]] = key
-                f.counters[LOGGED] += 1
+            while True:  # the victim (``on_pop`` may put tops back)
+                q = policy_pick(code, state) if nq > 1 else 0
+                if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                  child_keys):
+                    q = 1 - q if nq > 1 else q
+                    if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                      child_keys):
+                        raise AssertionError("no evictable block although the request fits the pool")
+                base = q * rows
+                s = heap.id_of(ties[base])
+                p1 = hp1[base]
+                p2 = hp2[base] if two else 0.0
+                _pop(hp1, hp2, ties, vers, sizes, q, base)
+                keep, n1, n2 = policy_on_pop(code, state, s, slot_key[s], r, p1, p2)
+                if not keep:
+                    break
+                fp1[s] = n1
+                if two:
+                    fp2[s] = n2
+                _push_slot(policy_queue(code, state, s), s, slot_key[s], version, fp1, fp2, depth, hp1, hp2,
+                           ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+            key = _unlink(s, slot_key, first, last, count, next_copy, prev_copy)
+            is_free[s] = 0
+            version[s] += 1
+            counters[EVICTED] += 1
+            if len(log) > 0 and count[key] == 0:
+                log[counters[LOGGED]] = key
+                counters[LOGGED] += 1
             policy_evicted(code, state, s, key, p1)
-            if c.count[key] == 0 and p.parent[key] >= 0:
-                pk = p.parent[key]
-                f.child_keys[pk] -= 1
-                if f.child_keys[pk] == 0:  # the parent's free copies became leaves
-                    x = c.first[pk]
+            if count[key] == 0 and parent[key] >= 0:
+                pk = parent[key]
+                child_keys[pk] -= 1
+                if child_keys[pk] == 0:  # the parent's free copies became leaves
+                    x = first[pk]
                     while x >= 0:
-                        if f.is_free[x]:
-                            _push(code, state, x, pk, c, f, p.depth)
-                        x = c.next_copy[x]
+                        if is_free[x]:
+                            _push_slot(policy_queue(code, state, x), x, pk, version, fp1, fp2, depth, hp1,
+                                       hp2, ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+                        x = next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
         for j in range(k, full):
             s = held[j]
-            key = p.ids[lo + j]
-            if c.count[key] == 0 and p.parent[key] >= 0:
-                f.child_keys[p.parent[key]] += 1
-            _add_copy(s, key, c)
-            if c.count[key] == 2:  # the older copy may go now
-                x = c.first[key]
-                if f.is_free[x]:
-                    _push(code, state, x, key, c, f, p.depth)
+            key = ids[lo + j]
+            if count[key] == 0 and parent[key] >= 0:
+                child_keys[parent[key]] += 1
+            _link(s, key, slot_key, first, last, count, next_copy, prev_copy)
+            if count[key] == 2:  # the older copy may go now
+                x = first[key]
+                if is_free[x]:
+                    _push_slot(policy_queue(code, state, x), x, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                               vers, sizes, counters, is_free, slot_key, count, child_keys)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
-            key = c.slot_key[s]
+            key = slot_key[s]
             if key < 0:
-                f.fresh[f.counters[FRESH]] = s
-                f.counters[FRESH] += 1
+                fresh[counters[FRESH]] = s
+                counters[FRESH] += 1
                 continue
             p1, p2 = policy_touch(code, state, s, key, r, lo + j, j >= k)
-            f.p1[s] = p1
-            if len(f.p2) > 1:
-                f.p2[s] = p2
-            f.is_free[s] = 1
-            f.version[s] += 1
-            if c.count[key] > 1 or f.child_keys[key] == 0:
-                _push(code, state, s, key, c, f, p.depth)
+            fp1[s] = p1
+            if two:
+                fp2[s] = p2
+            is_free[s] = 1
+            version[s] += 1
+            if count[key] > 1 or child_keys[key] == 0:
+                _push_slot(policy_queue(code, state, s), s, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                           vers, sizes, counters, is_free, slot_key, count, child_keys)
