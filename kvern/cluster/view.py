@@ -28,7 +28,7 @@ def presence(engine: CacheEngine) -> np.ndarray | None:
     if isinstance(engine, IdealLRU):
         return engine.lru.present
     if isinstance(engine, IdealHeap):
-        return engine.cache.in_cache
+        return engine.cache.cached
     if isinstance(engine, VllmQueue | VllmHeap):
         return engine.copies.count
     return None

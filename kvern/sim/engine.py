@@ -10,6 +10,7 @@ all drive the same object. Profiles (``kvern.sim.profiles``) build them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -17,6 +18,13 @@ import numpy as np
 from kvern.ingest.stream import BlockStream
 from kvern.sim.policies import Policy
 from kvern.sim.result import SimResult
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """An argument of an engine's kernel that is compiled in as a constant (``CacheEngine._call``)."""
+
+    value: int
 
 
 class CacheEngine(ABC):
@@ -89,18 +97,22 @@ class CacheEngine(ABC):
 
         Numba's dispatcher types every argument on every call, which for the engines' state
         NamedTuples costs ~0.3 ms: more than serving one request. An engine's arguments keep
-        their types for its whole life, so it looks the entry point up once; a ``requests``
-        array of another layout goes through the dispatcher as before.
+        their types for its whole life, so it looks the entry point up once. A ``Const``
+        argument is compiled in as a constant (a numba literal): the kernel is specialised to
+        its value, and branches on other values are dropped (a policy's hooks: see
+        ``kvern.sim.policies.kernels``).
         """
         if requests.dtype != np.int64 or requests.ndim != 1 or not requests.flags.c_contiguous:
-            fn(requests, *args)
-            return
+            requests = np.ascontiguousarray(requests, dtype=np.int64).reshape(-1)
+        values = tuple(a.value if isinstance(a, Const) else a for a in args)
         entry = self.__dict__.get("_entry")
         if entry is None:
             import numba
 
-            entry = self.__dict__["_entry"] = fn.compile(tuple(numba.typeof(a) for a in (requests, *args)))
-        entry(requests, *args)
+            sig = tuple(numba.types.literal(a.value) if isinstance(a, Const) else numba.typeof(a)
+                        for a in (requests, *args))
+            entry = self.__dict__["_entry"] = fn.compile(sig)
+        entry(requests, *values)
 
     def _log_target(self):  # type: ignore[no-untyped-def]
         if self._log_state is None:

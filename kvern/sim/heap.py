@@ -1,93 +1,155 @@
 """A compiled binary min-heap with lazy deletion, for the engines' evictable entries.
 
-Rows of a float64 array ``H[size, 5]``: ``(p1, p2, -depth, id, version)``, ordered
-lexicographically on the first four columns — the policy's priority, then docs/architecture.md §4's
-tie-breaks (deeper first, then lower id). Ids, depths and versions are integers below 2⁵³, so
-float64 holds them exactly. An entry is stale when the engine's version of its id moved on;
-engines skip stale rows when they pop and drop them when they compact a full heap.
+Rows are a struct of arrays, ordered lexicographically by ``(p1, p2, tie)``: the policy's
+priority, then docs/architecture.md §4's tie-breaks packed in one int64, ``tie = (2³¹ - 1 -
+depth) << 32 | id`` (deeper first, then the lower id). ``ver`` is the entry's version when the
+row was pushed: a row is stale when the engine's version of its id moved on; engines skip stale
+rows when they pop and drop them when they compact a full heap. A policy whose second key is
+always 0 (``Policy.second_key``) gets a one-element ``p2`` and no second column.
+
+An engine with two queues keeps two heaps in the same arrays: queue q's rows are
+``[q·H, q·H + size[q])``; every function takes the queue's first row ``base``. Which of two
+equal-key rows pops first is left to the heap; engines only act on current rows, of which
+there is at most one per entry, so their results do not depend on it.
+
+The functions are inlined into the engines' helpers: calling a compiled function with arrays
+can cost reference counting (two atomic operations per array) on every call, which was most of
+an engine's time.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
-ROW = 5
-P1, P2, NEG_DEPTH, ID, VERSION = range(ROW)
-"""The columns of a row, by name."""
+MAX_DEPTH = (1 << 31) - 1
+ID_MASK = (1 << 32) - 1
 
 
-def new_heap(bound: int) -> np.ndarray:
-    """Room for twice ``bound`` valid entries (a compaction then always frees half)."""
-    return np.zeros((2 * max(int(bound), 1) + 1024, ROW), dtype=np.float64)
+class Heap(NamedTuple):
+    """The rows of ``queues`` heaps of ``H`` rows each, and their lengths."""
+
+    p1: np.ndarray
+    """float64[Q·H]"""
+    p2: np.ndarray
+    """float64[Q·H], or float64[1] when the policy's second key is always 0."""
+    tie: np.ndarray
+    """int64[Q·H]: ``(MAX_DEPTH - depth) << 32 | id``."""
+    ver: np.ndarray
+    """int32[Q·H]"""
+    size: np.ndarray
+    """int64[Q]: rows in each queue's heap."""
 
 
-def new_heaps(queues: int, bound: int) -> np.ndarray:
-    """``queues`` heaps of ``new_heap(bound)`` rows each, as one float64[queues, H, 5] array."""
-    return np.zeros((int(queues), *new_heap(bound).shape), dtype=np.float64)
+def rows_for(bound: int) -> int:
+    """Rows per queue for at most ``bound`` current entries: twice as many (a compaction then
+    always frees half), and some slack."""
+    return 2 * max(int(bound), 1) + 1024
+
+
+def new_heap(queues: int, bound: int, second_key: bool = True) -> Heap:
+    h = int(queues) * rows_for(bound)
+    return Heap(np.zeros(h, np.float64), np.zeros(h if second_key else 1, np.float64), np.zeros(h, np.int64),
+                np.zeros(h, np.int32), np.zeros(int(queues), np.int64))
 
 
 @numba.njit(cache=True, inline="always")
-def _less(h, i, j):  # type: ignore[no-untyped-def]
-    for c in range(VERSION):  # the order: every column but the version
-        if h[i, c] != h[j, c]:
-            return h[i, c] < h[j, c]
-    return False
+def tie_of(depth, ident):  # type: ignore[no-untyped-def]
+    return ((MAX_DEPTH - np.int64(depth)) << 32) | np.int64(ident)
 
 
 @numba.njit(cache=True, inline="always")
-def _swap(h, i, j):  # type: ignore[no-untyped-def]
-    for c in range(ROW):
-        tmp = h[i, c]
-        h[i, c] = h[j, c]
-        h[j, c] = tmp
+def id_of(tie):  # type: ignore[no-untyped-def]
+    return tie & ID_MASK
 
 
-@numba.njit(cache=True)
-def _sift_down(h, i, n):  # type: ignore[no-untyped-def]
+# The functions take the Heap's arrays one by one (``h.p1, h.p2, h.tie, h.ver, h.size``), not the
+# NamedTuple, and are inlined into the engines' helpers, which are compiled without reference
+# counting (see ``kvern.sim.profiles.ideal``).
+
+@numba.njit(cache=True, inline="always")
+def _lt(a1, a2, at, b1, b2, bt):  # type: ignore[no-untyped-def]
+    """Key a < key b (scalars only: no arrays, no reference counting)."""
+    if a1 != b1:
+        return a1 < b1
+    if a2 != b2:
+        return a2 < b2
+    return at < bt
+
+
+@numba.njit(cache=True, inline="always")
+def _sift_down(p1s, p2s, ties, vers, base, i, n, p1, p2, tie, ver):  # type: ignore[no-untyped-def]
+    """Place the key at relative position i of a heap of n rows, moving smaller children up."""
+    two = len(p2s) > 1
     while True:
-        left = 2 * i + 1
-        if left >= n:
-            return
-        m = left
-        if left + 1 < n and _less(h, left + 1, left):
-            m = left + 1
-        if not _less(h, m, i):
-            return
-        _swap(h, i, m)
-        i = m
-
-
-@numba.njit(cache=True, inline="always")
-def push(h, n, p1, p2, neg_depth, ident, version):  # type: ignore[no-untyped-def]
-    """Add a row; return the new length. The caller makes room (``n < len(h)``)."""
-    h[n, P1] = p1
-    h[n, P2] = p2
-    h[n, NEG_DEPTH] = neg_depth
-    h[n, ID] = ident
-    h[n, VERSION] = version
-    i = n
-    while i > 0:
-        parent = (i - 1) // 2
-        if not _less(h, i, parent):
+        child = 2 * i + 1
+        if child >= n:
             break
-        _swap(h, i, parent)
-        i = parent
-    return n + 1
+        c = base + child
+        if child + 1 < n and _lt(p1s[c + 1], p2s[c + 1] if two else 0.0, ties[c + 1],
+                                 p1s[c], p2s[c] if two else 0.0, ties[c]):
+            c += 1
+            child += 1
+        if not _lt(p1s[c], p2s[c] if two else 0.0, ties[c], p1, p2, tie):
+            break
+        d = base + i
+        p1s[d] = p1s[c]
+        if two:
+            p2s[d] = p2s[c]
+        ties[d] = ties[c]
+        vers[d] = vers[c]
+        i = child
+    d = base + i
+    p1s[d] = p1
+    if two:
+        p2s[d] = p2
+    ties[d] = tie
+    vers[d] = ver
 
 
 @numba.njit(cache=True, inline="always")
-def pop(h, n):  # type: ignore[no-untyped-def]
-    """Drop the smallest row (read ``h[0]`` first); return the new length."""
-    n -= 1
+def push(p1s, p2s, ties, vers, sizes, q, base, p1, p2, tie, ver):  # type: ignore[no-untyped-def]
+    """Add a row to queue q's heap. The caller makes room (``sizes[q] < H``)."""
+    two = len(p2s) > 1
+    i = sizes[q]
+    sizes[q] = i + 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        s = base + parent
+        if not _lt(p1, p2, tie, p1s[s], p2s[s] if two else 0.0, ties[s]):
+            break
+        d = base + i
+        p1s[d] = p1s[s]
+        if two:
+            p2s[d] = p2s[s]
+        ties[d] = ties[s]
+        vers[d] = vers[s]
+        i = parent
+    d = base + i
+    p1s[d] = p1
+    if two:
+        p2s[d] = p2
+    ties[d] = tie
+    vers[d] = ver
+
+
+@numba.njit(cache=True, inline="always")
+def pop(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    """Drop queue q's smallest row (read row ``base`` first)."""
+    n = sizes[q] - 1
+    sizes[q] = n
     if n > 0:
-        for c in range(ROW):
-            h[0, c] = h[n, c]
-        _sift_down(h, 0, n)
-    return n
+        last = base + n
+        p2 = p2s[last] if len(p2s) > 1 else 0.0
+        _sift_down(p1s, p2s, ties, vers, base, 0, n, p1s[last], p2, ties[last], vers[last])
 
 
-@numba.njit(cache=True)
-def heapify(h, n):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, inline="always")
+def heapify(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    n = sizes[q]
     for i in range(n // 2 - 1, -1, -1):
-        _sift_down(h, i, n)
+        j = base + i
+        p2 = p2s[j] if len(p2s) > 1 else 0.0
+        _sift_down(p1s, p2s, ties, vers, base, i, n, p1s[j], p2, ties[j], vers[j])

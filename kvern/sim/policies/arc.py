@@ -96,6 +96,7 @@ class ARC(Policy):
     name = "arc"
     summary = "ARC: recency and frequency lists balanced by ghosts"
     code = 6
+    second_key = False
     queues = 2
     evict_first = True
 

@@ -79,11 +79,12 @@ class PolicyState(NamedTuple):
     entry_f: np.ndarray
     """float64[E]: per-entry floats (E = the engine's entries: unique blocks, or the pool's slots)."""
     entry_i: np.ndarray
-    """int64[E]: per-entry ints."""
+    """int64[E] (int32 where the policy's values fit: FIFO, cost): per-entry ints."""
     block_f: np.ndarray
     """float64[U] (or [1]): per-block constants, indexed by interned block id."""
     access_i: np.ndarray
-    """int64[N] (or [1]): per-access constants, indexed by position in ``stream.block_ids``."""
+    """int64[N] (int32 for Belady's next uses, or [1]): per-access constants, indexed by position
+    in ``stream.block_ids``."""
     scalars: np.ndarray
     """float64[16]: parameters and running values."""
     entry_m: np.ndarray
@@ -117,6 +118,9 @@ class Policy(ABC):
     """Heaps the engine keeps for this policy (2: ``queue_of``/``pick`` choose among them)."""
     evict_first: ClassVar[bool] = False
     """Touch the request's new entries after its evictions (libCacheSim's evict-then-insert)."""
+    second_key: ClassVar[bool] = True
+    """False when ``touch`` and ``on_pop`` always return ``p2 = 0.0``: the engines then keep no
+    second key per entry and per heap row (8 + 8 bytes less)."""
 
     def __init__(self, params: Mapping[str, Any] | None = None,
                  run_defaults: Mapping[str, Any] | None = None) -> None:

@@ -21,14 +21,24 @@ from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 
 def next_use(stream: BlockStream) -> np.ndarray:
-    """int64[N]: for each access, the request index of the next access to the same block,
+    """int32[N]: for each access, the request index of the next access to the same block,
     or ``num_requests`` (never) — keys are chained, so a block occurs once per request."""
-    ids = stream.block_ids
-    req_of = np.repeat(np.arange(stream.num_requests, dtype=np.int64), np.diff(stream.req_offsets))
-    order = np.lexsort((np.arange(len(ids)), ids))
-    out = np.full(len(ids), stream.num_requests, dtype=np.int64)
-    same = ids[order[1:]] == ids[order[:-1]]
-    out[order[:-1][same]] = req_of[order[1:][same]]
+    ids = np.ascontiguousarray(stream.block_ids, dtype=np.int32)
+    offsets = np.ascontiguousarray(stream.req_offsets, dtype=np.int64)
+    assert stream.num_requests < 2**31, "request indices must fit int32"
+    return _next_use(offsets, ids, max(int(stream.num_unique), 1), stream.num_requests)
+
+
+@numba.njit(cache=True)
+def _next_use(offsets, ids, num_unique, num_requests):  # type: ignore[no-untyped-def]
+    """One pass from the last access back, remembering each block's latest request seen."""
+    out = np.empty(len(ids), np.int32)
+    upcoming = np.full(num_unique, num_requests, np.int32)
+    for r in range(len(offsets) - 2, -1, -1):
+        for i in range(offsets[r + 1] - 1, offsets[r] - 1, -1):
+            b = ids[i]
+            out[i] = upcoming[b]
+            upcoming[b] = r
     return out
 
 
@@ -41,6 +51,7 @@ class Belady(Policy):
     name = "belady"
     summary = "offline optimum: farthest next use first"
     code = 4
+    second_key = False
     offline = True
 
     def state(self, ctx: PolicyContext) -> PolicyState:

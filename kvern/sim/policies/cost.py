@@ -48,10 +48,12 @@ class Cost(Policy):
     name = "cost"
     summary = "greedy-dual, recompute cost grows with depth"
     code = 3
+    second_key = False
     defaults: ClassVar[Mapping[str, Any]] = {"attn_ratio": LLAMA_8B_ATTN_RATIO}
 
     def state(self, ctx: PolicyContext) -> PolicyState:
         st = ctx.stream
         costs = block_costs(st.depth, st.block_tokens, st.block_size, float(self.params["attn_ratio"]))
-        return PolicyState.empty(ctx.num_entries)._replace(
-            block_f=np.ascontiguousarray(costs, dtype=np.float64))
+        # entry_i: uses since the entry entered (at most one per request: int32)
+        return PolicyState.empty(1)._replace(entry_i=np.zeros(ctx.num_entries, np.int32),
+                                             block_f=np.ascontiguousarray(costs, dtype=np.float64))

@@ -8,6 +8,7 @@ the cache prefix-closed without a special rule.
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
@@ -23,6 +24,7 @@ class FIFO(Policy):
     name = "fifo"
     summary = "first in, first out"
     code = 1
+    second_key = False
 
-    def state(self, ctx: PolicyContext) -> PolicyState:
-        return PolicyState.empty(ctx.num_entries)
+    def state(self, ctx: PolicyContext) -> PolicyState:  # entry_i: the request it entered at (int32)
+        return PolicyState.empty(1)._replace(entry_i=np.zeros(ctx.num_entries, np.int32))

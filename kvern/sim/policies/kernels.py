@@ -3,16 +3,8 @@
 The engines call ``policy_touch(code, …)`` and the optional hooks below in their compiled loops;
 numba inlines each policy's function here. To add a policy: give it the next ``code`` and add its
 row to every hook it implements (a policy without a hook gets the default in the last line).
-
-Speed: the engines' policy loops (``ideal._serve``, ``vllm._serve_heap``) are compiled with
-``_nrt=False``, and these hooks, the heap's ``push``/``pop`` and the engines' per-block helpers
-are inlined into them. Every array in those loops is the engine's, alive for the whole call, and
-nothing there allocates, so numba's reference counts are pure cost: at each non-inlined call (and
-at each inlined one it cannot prune) it increments and decrements the count of every array of the
-state tuples, one atomic operation each, which took over half the time of every heap policy (fifo
-0.6 → ~15 M blocks/s on the Mooncake trace). A function called from these loops must therefore not
-allocate (``followup``'s refit keeps its scratch in its table); numba compiles such a callee
-without reference counts too, which is harmless wherever else it is called.
+The engines pass ``code`` as a compile-time constant (``kvern.sim.engine.Const``), so numba
+drops the other rows: each policy's kernel holds only its own hooks.
 """
 
 from __future__ import annotations
@@ -22,7 +14,7 @@ import numba
 from kvern.sim.policies import arc, belady, cost, fifo, followup, gdsf, lfu, lru, mru, s3fifo, sieve, slru
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if code == 0:
         return lru.touch(state, entry, block, t, occ, new)
@@ -49,7 +41,7 @@ def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-unt
     return belady.touch(state, entry, block, t, occ, new)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def policy_evicted(code, state, entry, block, p1):  # type: ignore[no-untyped-def]
     if code == 3:
         cost.evicted(state, entry, block, p1)
@@ -67,7 +59,7 @@ def policy_evicted(code, state, entry, block, p1):  # type: ignore[no-untyped-de
         followup.evicted(state, entry, block, p1)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.on_pop(state, entry, block, t, p1, p2)
@@ -82,15 +74,7 @@ def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-unty
     return False, p1, p2
 
 
-@numba.njit(cache=True, inline="always")
-def policy_on_miss(code, state, block, t):  # type: ignore[no-untyped-def]
-    if code == 5:
-        s3fifo.on_miss(state, block, t)
-    elif code == 6:
-        arc.on_miss(state, block, t)
-
-
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.queue_of(state, entry)
@@ -101,7 +85,17 @@ def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
     return 0
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
+def policy_on_miss(code, state, block, t):  # type: ignore[no-untyped-def]
+    """A key the request is about to cache, before the evictions its misses cause (a ghost
+    lookup, as libCacheSim's find does)."""
+    if code == 5:
+        s3fifo.on_miss(state, block, t)
+    elif code == 6:
+        arc.on_miss(state, block, t)
+
+
+@numba.njit(cache=True)
 def policy_pick(code, state):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.pick(state)

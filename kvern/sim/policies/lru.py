@@ -22,6 +22,7 @@ class LRU(Policy):
     name = "lru"
     summary = "least recently used"
     code = 0
+    second_key = False
 
     def state(self, ctx: PolicyContext) -> PolicyState:
         return PolicyState.empty(1)

@@ -22,6 +22,7 @@ class MRU(Policy):
     name = "mru"
     summary = "most recently used leaf first"
     code = 9
+    second_key = False
     evict_first = True
 
     def state(self, ctx: PolicyContext) -> PolicyState:

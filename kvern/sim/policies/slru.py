@@ -71,6 +71,7 @@ class SLRU(Policy):
     name = "slru"
     summary = "segmented LRU: probation and protected segments"
     code = 10
+    second_key = False
     queues = 2
     evict_first = True
     defaults: ClassVar[Mapping[str, Any]] = {"protected_ratio": 0.8}

@@ -21,8 +21,8 @@ import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
-from kvern.sim.engine import CacheEngine
-from kvern.sim.heap import ID, P1, P2, VERSION
+from kvern.sim.engine import CacheEngine, Const
+from kvern.sim.heap import Heap
 from kvern.sim.kernels import LRUEngine
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import (
@@ -36,9 +36,8 @@ from kvern.sim.policies.kernels import (
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of an IdealCache, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's;
-# LOGGED: ids in the eviction log)
-HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1, LOGGED = range(6)
+# counters of an IdealCache, by name (ROUNDS: heap compactions; LOGGED: ids in the eviction log)
+SIZE, EVICTED, ROUNDS, LOGGED = range(4)
 
 
 @register
@@ -68,20 +67,18 @@ class IdealLRU(LRUEngine):
 class IdealCache(NamedTuple):
     """The policy-generic engine's state over the unique blocks (U) of a stream."""
 
-    in_cache: np.ndarray
-    """uint8[U]"""
-    children: np.ndarray
-    """int32[U]: cached blocks whose parent this block is (0 = a leaf)."""
+    cached: np.ndarray
+    """int32[U]: 0 = not cached, else 1 + the cached blocks whose parent this block is (1 = a leaf)."""
     version: np.ndarray
-    """int64[U]: bumped at every change; a heap row with an older version is stale."""
-    stamp: np.ndarray
-    """int64[U]: compaction round that last kept this block's row (one row per block)."""
-    priority: np.ndarray
-    """float64[U, 2]: the policy's priority from the block's last touch."""
-    heap: np.ndarray
-    """float64[Q, H, 5]: the evictable leaves (``kvern.sim.heap``), one heap per policy queue."""
+    """int32[U]: bumped when the block's row is pushed and when it leaves; an older row is stale."""
+    p1: np.ndarray
+    """float64[U]: the policy's first key from the block's last touch."""
+    p2: np.ndarray
+    """float64[U], or float64[1] when the policy's second key is always 0 (``Policy.second_key``)."""
+    heap: Heap
+    """The evictable leaves (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[6]: HEAP_LEN, SIZE, EVICTED, ROUNDS, HEAP_LEN1, LOGGED."""
+    """int64[4]: SIZE, EVICTED, ROUNDS, LOGGED."""
     log: np.ndarray
     """int64[L]: the ids evicted since the last ``take_evicted`` (empty: the log is off)."""
 
@@ -99,21 +96,22 @@ class IdealHeap(CacheEngine):
         longest = stream.longest_request
         self.state = policy.state(PolicyContext(stream, u, self.capacity_blocks))
         self.prompts = prompts_of(stream)
-        self.cache = IdealCache(np.zeros(u, np.uint8), np.zeros(u, np.int32), np.zeros(u, np.int64),
-                                np.zeros(u, np.int64), np.zeros((u, 2), np.float64),
-                                heap.new_heaps(policy.queues, min(u, self.capacity_blocks + longest)),
-                                np.zeros(6, np.int64), np.zeros(0, np.int64))
+        two = policy.second_key
+        self.cache = IdealCache(np.zeros(u, np.int32), np.zeros(u, np.int32), np.zeros(u, np.float64),
+                                np.zeros(u if two else 1, np.float64),
+                                heap.new_heap(policy.queues, min(u, self.capacity_blocks + longest), two),
+                                np.zeros(4, np.int64), np.zeros(0, np.int64))
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve, requests, self.policy.code, self.policy.evict_first, self.state, self.prompts,
-                   self.capacity_blocks, self.cache, self.cached_tokens)
+        self._call(_serve, requests, Const(self.policy.code), self.policy.evict_first, self.state,
+                   self.prompts, self.capacity_blocks, self.cache, self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:
-        return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.cache.in_cache))
+        return self._prefix_tokens(request, _leading(self.stream.blocks_of(request), self.cache.cached))
 
     def cached_blocks(self) -> np.ndarray:
-        return np.flatnonzero(self.cache.in_cache)
+        return np.flatnonzero(self.cache.cached)
 
     @property
     def used(self) -> int:
@@ -132,125 +130,135 @@ def _leading(blocks, present):  # type: ignore[no-untyped-def]
     return k
 
 
-@numba.njit(cache=True, inline="always")
-def _len_at(q):  # type: ignore[no-untyped-def]
-    return HEAP_LEN if q == 0 else HEAP_LEN1
+# The helpers of ``_serve`` take plain arrays, allocate nothing and are compiled without reference
+# counting (``_nrt=False``). Numba's reference counting of arrays passed to a compiled function
+# (two atomic operations per array and call) is removed only in simple functions; in these, with
+# their loops, it stayed: ~75 % of the engine's time in a profile (0.8–1.7 M blocks/s then).
+
+@numba.njit(cache=True, _nrt=False)
+def _push_leaf(q, b, present, version, bp1, bp2, depth, hp1, hp2, ties, vers, sizes, counters):  # type: ignore[no-untyped-def]
+    """Block b became (or stays) an evictable leaf of queue q with its current priority: a new
+    row (its older rows go stale). A full heap is compacted first: its current rows, one per leaf
+    at most."""
+    rows = len(ties) // len(sizes)
+    base = q * rows
+    v = version[b] + 1
+    version[b] = v
+    if sizes[q] == rows:
+        counters[ROUNDS] += 1
+        m = base
+        for i in range(base, base + sizes[q]):
+            x = heap.id_of(ties[i])
+            if vers[i] == version[x] and present[x] == 1:
+                hp1[m] = hp1[i]
+                if len(hp2) > 1:
+                    hp2[m] = hp2[i]
+                ties[m] = ties[i]
+                vers[m] = vers[i]
+                m += 1
+        sizes[q] = m - base
+        heap.heapify(hp1, hp2, ties, vers, sizes, q, base)
+    heap.push(hp1, hp2, ties, vers, sizes, q, base, bp1[b], bp2[b] if len(bp2) > 1 else 0.0,
+              heap.tie_of(depth[b], b), v)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    heap.pop(hp1, hp2, ties, vers, sizes, q, base)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):  # type: ignore[no-untyped-def]
+    """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
+    base = q * (len(ties) // len(sizes))
+    while sizes[q] > 0:
+        b = heap.id_of(ties[base])
+        if vers[base] == version[b] and present[b] == 1:
+            return True
+        heap.pop(hp1, hp2, ties, vers, sizes, q, base)
+    return False
 
 
 @numba.njit(cache=True)
-def _compact(c, q, round_):  # type: ignore[no-untyped-def]
-    """Keep one row per currently evictable leaf whose row is current; re-heapify."""
-    h = c.heap[q]
-    m = 0
-    for i in range(c.counters[_len_at(q)]):
-        b = int(h[i, ID])
-        if (h[i, VERSION] == c.version[b] and c.in_cache[b] and c.children[b] == 0
-                and c.stamp[b] != round_):
-            c.stamp[b] = round_
-            for col in range(heap.ROW):
-                h[m, col] = h[i, col]
-            m += 1
-    heap.heapify(h, m)
-    c.counters[_len_at(q)] = m
-
-
-@numba.njit(cache=True, inline="always")
-def _push_leaf(code, state, c, b, depth):  # type: ignore[no-untyped-def]
-    q = policy_queue(code, state, b)
-    at = _len_at(q)
-    if c.counters[at] == c.heap.shape[1]:
-        c.counters[ROUNDS] += 1
-        _compact(c, q, c.counters[ROUNDS])
-    c.counters[at] = heap.push(c.heap[q], c.counters[at], c.priority[b, 0], c.priority[b, 1],
-                               -depth[b], b, c.version[b])
-
-
-@numba.njit(cache=True, inline="always")
-def _current(c, h, i):  # type: ignore[no-untyped-def]
-    b = int(h[i, ID])
-    return h[i, VERSION] == c.version[b] and c.children[b] == 0 and c.in_cache[b] != 0
-
-
-@numba.njit(cache=True, inline="always")
-def _valid_top(c, q):  # type: ignore[no-untyped-def]
-    """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
-    at = _len_at(q)
-    h = c.heap[q]
-    while c.counters[at] > 0 and not _current(c, h, 0):
-        c.counters[at] = heap.pop(h, c.counters[at])
-    return c.counters[at] > 0
-
-
-@numba.njit(cache=True, inline="always")
-def _touch(code, state, p, c, r, lo, j, k):  # type: ignore[no-untyped-def]
-    b = p.ids[lo + j]
-    p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
-    c.priority[b, 0] = p1
-    c.priority[b, 1] = p2
-    c.version[b] += 1
-    if c.children[b] == 0:
-        _push_leaf(code, state, c, b, p.depth)
-
-
-@numba.njit(cache=True, _nrt=False)  # no reference counts, nothing allocated: kvern.sim.policies.kernels
 def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
-    nq = c.heap.shape[0]
+    # every array out of its tuple once; the helpers take plain arrays, and the policy hooks are
+    # compiled for this policy only (``code`` is a constant: ``Const`` in ``CacheEngine._call``)
+    present, version, bp1, bp2, counters, log = c.cached, c.version, c.p1, c.p2, c.counters, c.log
+    hp1, hp2, ties, vers, sizes = c.heap.p1, c.heap.p2, c.heap.tie, c.heap.ver, c.heap.size
+    ids, parent, depth, offsets, prompt_tokens = p.ids, p.parent, p.depth, p.offsets, p.prompt_tokens
+    block_size = p.block_size
+    two = len(bp2) > 1
+    nq = len(sizes)
+    rows = len(ties) // nq
     for r in requests:
-        lo, hi = p.offsets[r], p.offsets[r + 1]
+        lo, hi = offsets[r], offsets[r + 1]
         n = hi - lo
         k = 0
-        while k < n and c.in_cache[p.ids[lo + k]]:
+        while k < n and present[ids[lo + k]] != 0:
             k += 1
-        cached[r] = p.prompt_tokens[r] if k == n else k * p.block_size
+        cached[r] = prompt_tokens[r] if k == n else k * block_size
         m = n if n < cap else cap  # k <= cache size <= cap, so m >= k
-        for j in range(k, m):  # insert the misses, parents first
-            b = p.ids[lo + j]
+        for j in range(k, m):  # insert the misses, parents first (a parent is cached: prefix closure)
+            b = ids[lo + j]
             policy_on_miss(code, state, b, r)
-            c.in_cache[b] = 1
-            c.counters[SIZE] += 1
-            if p.parent[b] >= 0:
-                c.children[p.parent[b]] += 1
+            present[b] = 1
+            if parent[b] >= 0:
+                present[parent[b]] += 1
+        counters[SIZE] += m - k
         # touch tail -> head; an evict-first policy sees its misses only after the evictions
-        # (libCacheSim's order: evict, then insert), unless nothing else is left to evict
+        # (libCacheSim's order: evict, then insert), unless nothing else is left to evict: the
+        # touches run as up to two ranges, [first, last) from last - 1 down, then evictions
         deferred = evict_first and m > k
-        for j in range(m - 1, -1, -1):
-            if not (deferred and j >= k):
-                _touch(code, state, p, c, r, lo, j, k)
-        while c.counters[SIZE] > cap:
-            q = policy_pick(code, state) if nq > 1 else 0
-            if not _valid_top(c, q):
-                q = 1 - q if nq > 1 else q
-                if not _valid_top(c, q):
-                    assert deferred, "no evictable leaf although the cache is over capacity"
-                    deferred = False
-                    for j in range(m - 1, k - 1, -1):
-                        _touch(code, state, p, c, r, lo, j, k)
-                    continue
-            h = c.heap[q]
-            b = int(h[0, ID])
-            p1 = h[0, P1]
-            p2 = h[0, P2]
-            c.counters[_len_at(q)] = heap.pop(h, c.counters[_len_at(q)])
-            keep, n1, n2 = policy_on_pop(code, state, b, b, r, p1, p2)
-            if keep:  # the policy moved it (re-insertion, a cleared bit): back in with its new priority
-                c.priority[b, 0] = n1
-                c.priority[b, 1] = n2
-                c.version[b] += 1
-                _push_leaf(code, state, c, b, p.depth)
-                continue
-            c.in_cache[b] = 0
-            c.counters[SIZE] -= 1
-            c.counters[EVICTED] += 1
-            if len(c.log) > 0:
-                c.log[c.counters[LOGGED]] = b
-                c.counters[LOGGED] += 1
-            c.version[b] += 1
-            policy_evicted(code, state, b, b, p1)
-            parent = p.parent[b]
-            if parent >= 0:
-                c.children[parent] -= 1
-                if c.children[parent] == 0:
-                    _push_leaf(code, state, c, parent, p.depth)
-        if deferred:
-            for j in range(m - 1, k - 1, -1):
-                _touch(code, state, p, c, r, lo, j, k)
+        first, last = 0, (k if deferred else m)
+        while True:
+            for j in range(last - 1, first - 1, -1):
+                b = ids[lo + j]
+                p1, p2 = policy_touch(code, state, b, b, r, lo + j, j >= k)
+                bp1[b] = p1
+                if two:
+                    bp2[b] = p2
+                if present[b] == 1:
+                    _push_leaf(policy_queue(code, state, b), b, present, version, bp1, bp2, depth,
+                               hp1, hp2, ties, vers, sizes, counters)
+            stuck = False
+            while counters[SIZE] > cap:
+                q = policy_pick(code, state) if nq > 1 else 0
+                if not _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):
+                    q = 1 - q if nq > 1 else q
+                    if not _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):
+                        stuck = True
+                        break
+                base = q * rows
+                b = heap.id_of(ties[base])
+                p1 = hp1[base]
+                p2 = hp2[base] if two else 0.0
+                _pop(hp1, hp2, ties, vers, sizes, q, base)
+                keep, n1, n2 = policy_on_pop(code, state, b, b, r, p1, p2)
+                again = b  # the block that gets a new row: b itself when kept, else maybe its parent
+                if keep:  # the policy moved it (re-insertion, a cleared bit): back in with its new priority
+                    bp1[b] = n1
+                    if two:
+                        bp2[b] = n2
+                else:
+                    present[b] = 0
+                    counters[SIZE] -= 1
+                    counters[EVICTED] += 1
+                    if len(log) > 0:
+                        log[counters[LOGGED]] = b
+                        counters[LOGGED] += 1
+                    version[b] += 1
+                    policy_evicted(code, state, b, b, p1)
+                    again = parent[b]
+                    if again >= 0:
+                        present[again] -= 1
+                        if present[again] != 1:
+                            again = -1
+                if again >= 0:
+                    _push_leaf(policy_queue(code, state, again), again, present, version, bp1, bp2, depth,
+                               hp1, hp2, ties, vers, sizes, counters)
+            if stuck and not deferred:
+                raise AssertionError("no evictable leaf although the cache is over capacity")
+            if not deferred:
+                break
+            deferred = False  # the new blocks' touches, now or when nothing else was left to evict
+            first, last = k, m

@@ -55,8 +55,8 @@ import numpy as np
 
 from kvern.ingest.stream import BlockStream
 from kvern.sim import heap
-from kvern.sim.engine import CacheEngine
-from kvern.sim.heap import ID, P1, P2, VERSION
+from kvern.sim.engine import CacheEngine, Const
+from kvern.sim.heap import Heap
 from kvern.sim.policies import Policy, PolicyContext
 from kvern.sim.policies.kernels import (
     policy_evicted,
@@ -69,9 +69,9 @@ from kvern.sim.policies.kernels import (
 from kvern.sim.profiles.base import Profile, register
 from kvern.sim.prompts import prompts_of
 
-# counters of the policy-generic engine, by name (HEAP_LEN: queue 0's heap, HEAP_LEN1: queue 1's;
-# LOGGED: keys in the eviction log)
-HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED = range(6)
+# counters of the policy-generic engine, by name (ROUNDS: heap compactions; LOGGED: keys in the
+# eviction log)
+FRESH, EVICTED, ROUNDS, LOGGED = range(4)
 Q_EVICTED, Q_LOGGED = 0, 1
 """The free queue's counters, by name."""
 
@@ -186,15 +186,16 @@ class Candidates(NamedTuple):
     child_keys: np.ndarray
     """int32[U]: cached keys whose parent this key is (a key with none is a leaf)."""
     version: np.ndarray
-    """int64[C]: bumped at every change of the slot; older heap rows are stale."""
-    stamp: np.ndarray
-    """int64[C]: compaction round that last kept the slot's row."""
-    priority: np.ndarray
-    """float64[C, 2]"""
-    heap: np.ndarray
-    """float64[Q, H, 5]: the evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
+    """int32[C]: bumped when the slot's row is pushed and at every change of the slot; older
+    heap rows are stale."""
+    p1: np.ndarray
+    """float64[C]: the policy's first key from the slot's last touch."""
+    p2: np.ndarray
+    """float64[C], or float64[1] when the policy's second key is always 0 (``Policy.second_key``)."""
+    heap: Heap
+    """The evictable free cached slots (``kvern.sim.heap``), one heap per policy queue."""
     counters: np.ndarray
-    """int64[6]: HEAP_LEN, FRESH, EVICTED, ROUNDS, HEAP_LEN1, LOGGED."""
+    """int64[4]: FRESH, EVICTED, ROUNDS, LOGGED."""
     log: np.ndarray
     """int64[L]: keys whose last cached copy was dropped since the last ``take_evicted`` (empty: off)."""
 
@@ -210,17 +211,18 @@ class VllmHeap(_VllmEngine):
         cap = self.capacity_blocks
         self.state = policy.state(PolicyContext(stream, cap, cap))
         self.copies = _copies(stream, cap)
+        two = policy.second_key
         self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
-                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int64),
-                               np.zeros(cap, np.int64), np.zeros((cap, 2), np.float64),
-                               heap.new_heaps(policy.queues, cap), np.array([0, cap, 0, 0, 0, 0], np.int64),
+                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int32),
+                               np.zeros(cap, np.float64), np.zeros(cap if two else 1, np.float64),
+                               heap.new_heap(policy.queues, cap, two), np.array([cap, 0, 0, 0], np.int64),
                                np.zeros(0, np.int64))
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve_heap, requests, self.policy.code, self.state, self.prompts, self.capacity_blocks,
-                   self.copies, self.free, self.cached_tokens, self.unschedulable)
+        self._call(_serve_heap, requests, Const(self.policy.code), self.state, self.prompts,
+                   self.capacity_blocks, self.copies, self.free, self.cached_tokens, self.unschedulable)
 
     @property
     def evicted_blocks(self) -> int:
@@ -324,151 +326,195 @@ def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore
                 _q_insert_after(q.prev_slot[q_tail], s, q)
 
 
-@numba.njit(cache=True, inline="always")
-def _evictable(s, c, f):  # type: ignore[no-untyped-def]
-    """A free cached slot that may go: another copy of its key stays, or nothing extends it."""
-    key = c.slot_key[s]
-    return f.is_free[s] == 1 and key >= 0 and (c.count[key] > 1 or f.child_keys[key] == 0)
+# The heap helpers take plain arrays and are compiled without reference counting (``_nrt=False``:
+# they allocate nothing); see ``kvern.sim.profiles.ideal``.
+
+@numba.njit(cache=True, _nrt=False)
+def _push_slot(q, s, key, version, fp1, fp2, depth, hp1, hp2, ties, vers, sizes, counters, is_free, slot_key,
+               count, child_keys):  # type: ignore[no-untyped-def]
+    """Free cached slot s (holding ``key``) may go, with its current priority: a new row in
+    queue q (its older rows go stale). A full heap is compacted first."""
+    rows = len(ties) // len(sizes)
+    base = q * rows
+    v = version[s] + 1
+    version[s] = v
+    if sizes[q] == rows:
+        counters[ROUNDS] += 1
+        m = base
+        for i in range(base, base + sizes[q]):
+            x = heap.id_of(ties[i])
+            kx = slot_key[x]
+            if (vers[i] == version[x] and is_free[x] == 1 and kx >= 0
+                    and (count[kx] > 1 or child_keys[kx] == 0)):
+                hp1[m] = hp1[i]
+                if len(hp2) > 1:
+                    hp2[m] = hp2[i]
+                ties[m] = ties[i]
+                vers[m] = vers[i]
+                m += 1
+        sizes[q] = m - base
+        heap.heapify(hp1, hp2, ties, vers, sizes, q, base)
+    heap.push(hp1, hp2, ties, vers, sizes, q, base, fp1[s], fp2[s] if len(fp2) > 1 else 0.0,
+              heap.tie_of(depth[key], s), v)
 
 
-@numba.njit(cache=True, inline="always")
-def _len_at(q):  # type: ignore[no-untyped-def]
-    return HEAP_LEN if q == 0 else HEAP_LEN1
-
-
-@numba.njit(cache=True)
-def _compact(c, f, q, round_):  # type: ignore[no-untyped-def]
-    h = f.heap[q]
-    m = 0
-    for i in range(f.counters[_len_at(q)]):
-        s = int(h[i, ID])
-        if h[i, VERSION] == f.version[s] and f.stamp[s] != round_ and _evictable(s, c, f):
-            f.stamp[s] = round_
-            for col in range(heap.ROW):
-                h[m, col] = h[i, col]
-            m += 1
-    heap.heapify(h, m)
-    f.counters[_len_at(q)] = m
-
-
-@numba.njit(cache=True, inline="always")
-def _push(code, state, s, key, c, f, depth):  # type: ignore[no-untyped-def]
-    q = policy_queue(code, state, s)
-    at = _len_at(q)
-    if f.counters[at] == f.heap.shape[1]:
-        f.counters[ROUNDS] += 1
-        _compact(c, f, q, f.counters[ROUNDS])
-    f.counters[at] = heap.push(f.heap[q], f.counters[at], f.priority[s, 0], f.priority[s, 1],
-                               -depth[key], s, f.version[s])
-
-
-@numba.njit(cache=True, inline="always")
-def _valid_top(c, f, q):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, _nrt=False)
+def _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count, child_keys):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable slot is left on top."""
-    at = _len_at(q)
-    h = f.heap[q]
-    while f.counters[at] > 0:
-        s = int(h[0, ID])
-        if h[0, VERSION] == f.version[s] and _evictable(s, c, f):
+    base = q * (len(ties) // len(sizes))
+    while sizes[q] > 0:
+        x = heap.id_of(ties[base])
+        kx = slot_key[x]
+        if (vers[base] == version[x] and is_free[x] == 1 and kx >= 0
+                and (count[kx] > 1 or child_keys[kx] == 0)):
             return True
-        f.counters[at] = heap.pop(h, f.counters[at])
+        heap.pop(hp1, hp2, ties, vers, sizes, q, base)
     return False
 
 
-@numba.njit(cache=True, inline="always")
-def _victim(code, state, r, c, f, depth):  # type: ignore[no-untyped-def]
-    """The policy's next victim among the free cached slots (``on_pop`` may put tops back)."""
-    nq = f.heap.shape[0]
-    while True:
-        q = policy_pick(code, state) if nq > 1 else 0
-        if not _valid_top(c, f, q):
-            q = 1 - q if nq > 1 else q
-            assert _valid_top(c, f, q), "no evictable block although the request fits the pool"
-        h = f.heap[q]
-        s = int(h[0, ID])
-        p1 = h[0, P1]
-        p2 = h[0, P2]
-        f.counters[_len_at(q)] = heap.pop(h, f.counters[_len_at(q)])
-        keep, n1, n2 = policy_on_pop(code, state, s, c.slot_key[s], r, p1, p2)
-        if not keep:
-            return s, p1
-        f.priority[s, 0] = n1
-        f.priority[s, 1] = n2
-        f.version[s] += 1
-        _push(code, state, s, c.slot_key[s], c, f, depth)
+@numba.njit(cache=True, _nrt=False)
+def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    heap.pop(hp1, hp2, ties, vers, sizes, q, base)
 
 
-@numba.njit(cache=True, _nrt=False)  # no reference counts, nothing allocated: kvern.sim.policies.kernels
+@numba.njit(cache=True, _nrt=False)
+def _unlink(s, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_drop_copy`` on plain arrays."""
+    key = slot_key[s]
+    if prev_copy[s] >= 0:
+        next_copy[prev_copy[s]] = next_copy[s]
+    else:
+        first[key] = next_copy[s]
+    if next_copy[s] >= 0:
+        prev_copy[next_copy[s]] = prev_copy[s]
+    else:
+        last[key] = prev_copy[s]
+    next_copy[s] = -1
+    prev_copy[s] = -1
+    count[key] -= 1
+    slot_key[s] = -1
+    return key
+
+
+@numba.njit(cache=True, _nrt=False)
+def _link(s, key, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_add_copy`` on plain arrays."""
+    slot_key[s] = key
+    if count[key] == 0:
+        first[key] = s
+    else:
+        prev_copy[s] = last[key]
+        next_copy[last[key]] = s
+    last[key] = s
+    count[key] += 1
+
+
+@numba.njit(cache=True)
 def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
-    held = c.held
+    # every array out of its tuple once; the helpers take plain arrays (see ``_push_slot``), and
+    # the policy hooks are compiled for this policy only (``code`` is a ``Const``)
+    held, slot_key, first, last, count = c.held, c.slot_key, c.first, c.last, c.count
+    next_copy, prev_copy = c.next_copy, c.prev_copy
+    is_free, fresh, child_keys, version, fp1, fp2 = f.is_free, f.fresh, f.child_keys, f.version, f.p1, f.p2
+    counters, log = f.counters, f.log
+    hp1, hp2, ties, vers, sizes = f.heap.p1, f.heap.p2, f.heap.tie, f.heap.ver, f.heap.size
+    ids, parent, depth, offsets, prompt_tokens = p.ids, p.parent, p.depth, p.offsets, p.prompt_tokens
+    block_size = p.block_size
+    two = len(fp2) > 1
+    nq = len(sizes)
+    rows = len(ties) // nq
     for r in requests:
-        lo, hi = p.offsets[r], p.offsets[r + 1]
+        lo, hi = offsets[r], offsets[r + 1]
         n = hi - lo  # == ceil(prompt / block_size): every block, the partial tail included
         if n > cap:
             unschedulable[r] = 1
             continue
-        p_tokens = p.prompt_tokens[r]
-        max_hit = (p_tokens - 1) // p.block_size
-        full = p_tokens // p.block_size
+        p_tokens = prompt_tokens[r]
+        max_hit = (p_tokens - 1) // block_size
+        full = p_tokens // block_size
         # get_computed_blocks + touch: the first copy of each leading key leaves the queue
         k = 0
-        while k < max_hit and c.count[p.ids[lo + k]] > 0:
-            s = c.first[p.ids[lo + k]]
-            f.is_free[s] = 0
-            f.version[s] += 1
+        while k < max_hit and count[ids[lo + k]] > 0:
+            s = first[ids[lo + k]]
+            is_free[s] = 0
+            version[s] += 1
             held[k] = s
             k += 1
-        cached[r] = k * p.block_size
+        cached[r] = k * block_size
         for j in range(k, full):  # the keys this request will cache, looked up before its evictions
-            policy_on_miss(code, state, p.ids[lo + j], r)
+            policy_on_miss(code, state, ids[lo + j], r)
         # get_new_blocks: fresh slots first, then the policy's victim among free cached slots
         for j in range(k, n):
-            if f.counters[FRESH] > 0:
-                f.counters[FRESH] -= 1
-                held[j] = f.fresh[f.counters[FRESH]]
+            if counters[FRESH] > 0:
+                counters[FRESH] -= 1
+                held[j] = fresh[counters[FRESH]]
                 continue
-            s, p1 = _victim(code, state, r, c, f, p.depth)
-            key = _drop_copy(s, c)
-            f.is_free[s] = 0
-            f.version[s] += 1
-            f.counters[EVICTED] += 1
-            if len(f.log) > 0 and c.count[key] == 0:
-                f.log[f.counters[LOGGED]] = key
-                f.counters[LOGGED] += 1
+            while True:  # the victim (``on_pop`` may put tops back)
+                q = policy_pick(code, state) if nq > 1 else 0
+                if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                  child_keys):
+                    q = 1 - q if nq > 1 else q
+                    if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                      child_keys):
+                        raise AssertionError("no evictable block although the request fits the pool")
+                base = q * rows
+                s = heap.id_of(ties[base])
+                p1 = hp1[base]
+                p2 = hp2[base] if two else 0.0
+                _pop(hp1, hp2, ties, vers, sizes, q, base)
+                keep, n1, n2 = policy_on_pop(code, state, s, slot_key[s], r, p1, p2)
+                if not keep:
+                    break
+                fp1[s] = n1
+                if two:
+                    fp2[s] = n2
+                _push_slot(policy_queue(code, state, s), s, slot_key[s], version, fp1, fp2, depth, hp1, hp2,
+                           ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+            key = _unlink(s, slot_key, first, last, count, next_copy, prev_copy)
+            is_free[s] = 0
+            version[s] += 1
+            counters[EVICTED] += 1
+            if len(log) > 0 and count[key] == 0:
+                log[counters[LOGGED]] = key
+                counters[LOGGED] += 1
             policy_evicted(code, state, s, key, p1)
-            if c.count[key] == 0 and p.parent[key] >= 0:
-                pk = p.parent[key]
-                f.child_keys[pk] -= 1
-                if f.child_keys[pk] == 0:  # the parent's free copies became leaves
-                    x = c.first[pk]
+            if count[key] == 0 and parent[key] >= 0:
+                pk = parent[key]
+                child_keys[pk] -= 1
+                if child_keys[pk] == 0:  # the parent's free copies became leaves
+                    x = first[pk]
                     while x >= 0:
-                        if f.is_free[x]:
-                            _push(code, state, x, pk, c, f, p.depth)
-                        x = c.next_copy[x]
+                        if is_free[x]:
+                            _push_slot(policy_queue(code, state, x), x, pk, version, fp1, fp2, depth, hp1,
+                                       hp2, ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+                        x = next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
         for j in range(k, full):
             s = held[j]
-            key = p.ids[lo + j]
-            if c.count[key] == 0 and p.parent[key] >= 0:
-                f.child_keys[p.parent[key]] += 1
-            _add_copy(s, key, c)
-            if c.count[key] == 2:  # the older copy may go now
-                x = c.first[key]
-                if f.is_free[x]:
-                    _push(code, state, x, key, c, f, p.depth)
+            key = ids[lo + j]
+            if count[key] == 0 and parent[key] >= 0:
+                child_keys[parent[key]] += 1
+            _link(s, key, slot_key, first, last, count, next_copy, prev_copy)
+            if count[key] == 2:  # the older copy may go now
+                x = first[key]
+                if is_free[x]:
+                    _push_slot(policy_queue(code, state, x), x, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                               vers, sizes, counters, is_free, slot_key, count, child_keys)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
-            key = c.slot_key[s]
+            key = slot_key[s]
             if key < 0:
-                f.fresh[f.counters[FRESH]] = s
-                f.counters[FRESH] += 1
+                fresh[counters[FRESH]] = s
+                counters[FRESH] += 1
                 continue
             p1, p2 = policy_touch(code, state, s, key, r, lo + j, j >= k)
-            f.priority[s, 0] = p1
-            f.priority[s, 1] = p2
-            f.is_free[s] = 1
-            f.version[s] += 1
-            if c.count[key] > 1 or f.child_keys[key] == 0:
-                _push(code, state, s, key, c, f, p.depth)
+            fp1[s] = p1
+            if two:
+                fp2[s] = p2
+            is_free[s] = 1
+            version[s] += 1
+            if count[key] > 1 or child_keys[key] == 0:
+                _push_slot(policy_queue(code, state, s), s, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                           vers, sizes, counters, is_free, slot_key, count, child_keys)
