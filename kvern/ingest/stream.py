@@ -266,12 +266,21 @@ def _stored_streams(trace: Trace, codes: np.ndarray, code_of: dict[str, int],
 def _dense(ids: np.ndarray) -> int | None:
     """The number of distinct ids if ``ids`` are dense in first-seen order (what any row subset
     of a consistent key -> id mapping is, exactly), else None."""
-    if len(ids) == 0:
-        return 0
-    running = np.maximum.accumulate(ids)
-    if ids[0] != 0 or np.any(ids[1:] > running[:-1] + 1):
-        return None
-    return int(running[-1]) + 1
+    n = int(_dense_count(ids))
+    return None if n < 0 else n
+
+
+@numba.njit(cache=True, nogil=True)
+def _dense_count(ids: np.ndarray) -> int:
+    """One pass (no running-maximum array): -1 at the first id that skips ahead or is negative."""
+    top = -1
+    for i in range(len(ids)):
+        b = ids[i]
+        if b > top + 1 or b < 0:
+            return -1
+        if b > top:
+            top = b
+    return top + 1
 
 
 def _interned(trace: Trace, codes: np.ndarray, code_of: dict[str, int], key_lens: np.ndarray,

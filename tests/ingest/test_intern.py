@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,3 +65,13 @@ def test_stored_ids_give_the_same_streams_for_any_subset_of_rows(reqs: list, dat
     sub = Trace(stored.table.take(pa.array(rows)), meta)
     plain = Trace(trace.table.take(pa.array(rows)), meta)
     _streams_equal(block_streams(sub), block_streams(plain))
+
+
+@pytest.mark.parametrize("ids, distinct", [
+    ([], 0), ([0], 1), ([0, 0, 1, 2, 1], 3), ([0, 1, 1, 2, 0, 3], 4),
+    ([1], None), ([0, 2], None), ([0, 1, 3], None), ([-1], None), ([0, -1], None),
+])
+def test_stored_ids_count_only_when_dense_in_first_seen_order(ids: list[int], distinct: int | None) -> None:
+    from kvern.ingest.stream import _dense
+
+    assert _dense(np.array(ids, dtype=np.int32)) == distinct
