@@ -5,6 +5,13 @@ numba inlines each policy's function here. To add a policy: give it the next ``c
 row to every hook it implements (a policy without a hook gets the default in the last line).
 The engines pass ``code`` as a compile-time constant (``kvern.sim.engine.Const``), so numba
 drops the other rows: each policy's kernel holds only its own hooks.
+
+The hooks are compiled without reference counting (``_nrt=False``, as the engines' helpers):
+they get the policy's state tuple on every block, and counting a reference to each of its
+arrays at each call took most of the time of the queue policies (s3fifo, arc, sieve, slru,
+followup: 1.4–3.3 M blocks/s before, 6–14 M after, on the benchmark's Mooncake stream). So a
+hook must not allocate: every array it uses lives in the policy's state (followup's refit
+keeps its scratch there).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import numba
 from kvern.sim.policies import arc, belady, cost, fifo, followup, gdsf, lfu, lru, mru, s3fifo, sieve, slru
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if code == 0:
         return lru.touch(state, entry, block, t, occ, new)
@@ -41,7 +48,7 @@ def policy_touch(code, state, entry, block, t, occ, new):  # type: ignore[no-unt
     return belady.touch(state, entry, block, t, occ, new)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_evicted(code, state, entry, block, p1):  # type: ignore[no-untyped-def]
     if code == 3:
         cost.evicted(state, entry, block, p1)
@@ -59,7 +66,7 @@ def policy_evicted(code, state, entry, block, p1):  # type: ignore[no-untyped-de
         followup.evicted(state, entry, block, p1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.on_pop(state, entry, block, t, p1, p2)
@@ -74,7 +81,7 @@ def policy_on_pop(code, state, entry, block, t, p1, p2):  # type: ignore[no-unty
     return False, p1, p2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.queue_of(state, entry)
@@ -85,7 +92,7 @@ def policy_queue(code, state, entry):  # type: ignore[no-untyped-def]
     return 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_on_miss(code, state, block, t):  # type: ignore[no-untyped-def]
     """A key the request is about to cache, before the evictions its misses cause (a ghost
     lookup, as libCacheSim's find does)."""
@@ -95,7 +102,7 @@ def policy_on_miss(code, state, block, t):  # type: ignore[no-untyped-def]
         arc.on_miss(state, block, t)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, _nrt=False)
 def policy_pick(code, state):  # type: ignore[no-untyped-def]
     if code == 5:
         return s3fifo.pick(state)
