@@ -374,12 +374,6 @@ def _block_shapes(ids: np.ndarray, offsets: np.ndarray, prompt: np.ndarray, bloc
             prev = b
 
 
-def intern_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
-    """(int32 id of each key, in order of first appearance; the number of distinct keys)."""
-    interner = Interner()
-    return interner.intern(keys), interner.n
-
-
 class Interner:
     """Block keys -> dense ids in order of first appearance, fed a piece at a time: the ids
     interning all the pieces at once would give. A compiled open-addressing table over the

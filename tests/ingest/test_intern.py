@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvern.ingest.stream import intern_keys
+from kvern.ingest.stream import Interner
+
+
+def intern_keys(keys: np.ndarray, pieces: int = 1) -> tuple[np.ndarray, int]:
+    """The interner fed ``keys`` in ``pieces`` runs (each grows and rehashes its table)."""
+    interner = Interner()
+    ids = [interner.intern(part) for part in np.array_split(keys, pieces)] if len(keys) else []
+    return (np.concatenate(ids) if ids else np.zeros(0, np.int32)), interner.n
 
 
 def _reference(keys: list[int]) -> tuple[list[int], int]:
@@ -17,10 +24,11 @@ def _reference(keys: list[int]) -> tuple[list[int], int]:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1),
-                          st.sampled_from([0, 16, 32, 2**63, 2**64 - 16])), max_size=300))
-def test_first_seen_ids_equal_a_dict(keys: list[int]) -> None:
+                          st.sampled_from([0, 16, 32, 2**63, 2**64 - 16])), max_size=300),
+       st.integers(1, 5))
+def test_first_seen_ids_equal_a_dict(keys: list[int], pieces: int) -> None:
     # Small values and multiples of 16 collide in the table's low bits: probing must still separate them.
-    ids, n = intern_keys(np.array(keys, dtype=np.uint64))
+    ids, n = intern_keys(np.array(keys, dtype=np.uint64), pieces)
     assert (ids.tolist(), n) == _reference(keys)
 
 
