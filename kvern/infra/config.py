@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AllowInfNan,
     BaseModel,
@@ -305,6 +304,8 @@ def load_config(path: str | Path | None = None) -> Config:
                          ) from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    import yaml  # here: only a run with a config file pays for it
+
     try:
         raw: Any = yaml.safe_load(text)
         check_value(raw)

@@ -15,16 +15,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console, RenderableType
-from rich.panel import Panel
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
 
 from kvern.infra.secrets import scrub
@@ -68,6 +58,8 @@ class Output:
         # soft_wrap=False: a soft-wrapping console crops panel content instead of wrapping it,
         # and a file:line message must never lose its end.
         # Text: a message is plain text, never markup ("kvern[dashboard]", a regex, a path with []).
+        from rich.panel import Panel
+
         self.err.print(Panel(Text(message), title="kvern: error", title_align="left", border_style="red"),
                        highlight=False, soft_wrap=False)
 
@@ -87,6 +79,16 @@ class Output:
         if self.quiet or self.json_mode:
             yield lambda _n: None
             return
+        from rich.progress import (  # here: a quiet run does without them
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         columns = [TextColumn("[progress.description]{task.description}"), BarColumn(),
                    MofNCompleteColumn() if total else TaskProgressColumn(),
                    TimeElapsedColumn(), TimeRemainingColumn()]
