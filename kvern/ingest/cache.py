@@ -18,7 +18,7 @@ import xxhash
 from kvern.infra.config import Config
 
 CACHE_ENV = "KVERN_INGEST_CACHE"
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 """Bump when ingest semantics change, so old cache entries stop matching."""
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "chat_template.json")

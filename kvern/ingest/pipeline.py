@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from kvern.infra.config import Config
 from kvern.infra.console import NULL_OUTPUT, Output
@@ -36,6 +35,7 @@ from kvern.ingest.trace import (
     BLOCK_IDS,
     ROW_GROUP_VALUES,
     TRACE_SCHEMA,
+    IdsDigest,
     Trace,
     TraceFile,
     TraceMeta,
@@ -799,19 +799,16 @@ def _write_ordered(spill: _Spill, target: Path, meta: TraceMeta, *, with_tokens:
 def _intern_to(reader: _SpillReader, rows: np.ndarray, blocks: np.ndarray, groups: list[tuple[int, int]],
                ids_path: Path, advance: Any) -> str:
     """Intern the block keys of ``rows`` (arrival order) per model into ``ids_path`` (flat
-    int32); return ``ids_digest`` of the trace with them, computed as they go."""
+    int32); return the ``IdsDigest`` of the trace with them, computed as they go."""
     from kvern.ingest.stream import Interner
 
-    h = xxhash.xxh3_64()
-    lengths = blocks.astype(np.int64).tobytes()
-    h.update(lengths)
+    digest = IdsDigest()
     interners: dict[str, Interner] = {}
     with open(ids_path, "wb") as f:
         for a, b in groups:
             table = reader.take(rows[a:b], ["model", "block_keys"])
             keys = np.ascontiguousarray(pc.list_flatten(table.column(1)).to_numpy(zero_copy_only=False),
                                         dtype=np.uint64)
-            h.update(keys.tobytes())
             encoded = pc.dictionary_encode(table.column(0)).combine_chunks()
             value_code = np.repeat(encoded.indices.to_numpy(zero_copy_only=False), blocks[a:b])
             ids = np.empty(len(keys), dtype=np.int32)
@@ -819,12 +816,10 @@ def _intern_to(reader: _SpillReader, rows: np.ndarray, blocks: np.ndarray, group
                 sel = value_code == code
                 ids[sel] = interners.setdefault(model, Interner()).intern(keys[sel])
             ids.tofile(f)
+            digest.add_keys(blocks[a:b], keys)
+            digest.add_ids(blocks[a:b], ids)
             advance(1)
-    h.update(lengths)
-    with open(ids_path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
+    return digest.hexdigest()
 
 
 __all__ = ["HASH_IDS", "PART_SCHEMA", "ConvertJob", "LineConverter", "LoadOptions", "Part", "Row", "Shard",

@@ -16,10 +16,9 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from kvern.infra.compiled import use_kvern_cache
-from kvern.ingest.trace import BLOCK_IDS, Trace
+from kvern.ingest.trace import BLOCK_IDS, Trace, ids_digest
 
 use_kvern_cache()
 
@@ -102,10 +101,9 @@ def block_streams(trace: Trace, *, tokens: bool = True) -> dict[str, BlockStream
     prompt = trace.column("prompt_tokens").to_numpy().astype(np.int32)
     arrival = trace.column("arrival_s").to_numpy().astype(np.float64)
 
-    lengths = _lengths(trace, ["block_keys", *([BLOCK_IDS.name] if trace.has_block_ids else [])])
-    key_lens = lengths["block_keys"][0]
+    key_lens = np.maximum(trace.list_lengths("block_keys"), 0)  # a null list holds no keys
     offsets = {m: _offsets(key_lens[r]) for m, r in rows.items()}
-    ids = _stored_streams(trace, codes, code_of, lengths, offsets)
+    ids = _stored_streams(trace, codes, code_of, key_lens, offsets)
     missing = [m for m in models if m not in ids]
     if missing:
         ids.update(_interned(trace, codes, {m: code_of[m] for m in missing}, key_lens, offsets))
@@ -158,27 +156,6 @@ def _offsets(lengths: np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _lengths(trace: Trace, columns: list[str]) -> dict[str, tuple[np.ndarray, bytes]]:
-    """Per list column, a batch at a time: (int64 length of each row's list, 0 where null; the
-    lengths as ``ids_digest`` hashes them)."""
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
-    raw: dict[str, list[bytes]] = {c: [] for c in columns}
-    for batch in trace.batches(columns):
-        for c in columns:
-            col = batch.column(c)
-            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-            if col.null_count:  # NaN where null: ``ids_digest`` hashes whatever int64 makes of it
-                with np.errstate(invalid="ignore"):
-                    raw[c].append(lengths.astype(np.int64).tobytes())
-                lengths = np.nan_to_num(np.asarray(lengths, dtype=np.float64), nan=0.0)
-                parts[c].append(lengths.astype(np.int64))
-            else:
-                parts[c].append(lengths.astype(np.int64))
-                raw[c].append(parts[c][-1].tobytes())
-    return {c: (np.concatenate(parts[c]) if parts[c] else np.zeros(0, np.int64), b"".join(raw[c]))
-            for c in columns}
-
-
 class _Dealer:
     """Deals a list column's values, batch after batch, to the models of ``code_of`` in row order."""
 
@@ -222,43 +199,29 @@ class _Filler:
         return head if self.filled[m] == len(head) else head[: self.filled[m]].copy()
 
 
-def _stored_streams(trace: Trace, codes: np.ndarray, code_of: dict[str, int],
-                    lengths: dict[str, tuple[np.ndarray, bytes]],
+def _stored_streams(trace: Trace, codes: np.ndarray, code_of: dict[str, int], key_lens: np.ndarray,
                     offsets: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
     """Each model's stored ``block_ids`` (and distinct count) where they are still its
-    interning: the digest ingest stored matches (``ids_digest``, computed a batch at a time)
-    and the model's ids are dense in first-seen order. Models left out are interned."""
-    digest = trace.meta.block_ids_digest
-    if BLOCK_IDS.name not in lengths or not digest:
+    interning: the digest ingest stored matches the columns' (``Trace.ids_digest``) and the
+    model's ids are dense in first-seen order. Models left out are interned."""
+    if not trace.has_block_ids or not trace.meta.block_ids_digest:
         return {}
-    key_lens, key_raw = lengths["block_keys"]
-    id_lens, id_raw = lengths[BLOCK_IDS.name]
-    if not np.array_equal(id_lens, key_lens):
-        return {}  # not the ids of these keys
-    h = xxhash.xxh3_64()
-    h.update(key_raw)
-    for batch in trace.batches(["block_keys"]):
-        h.update(np.ascontiguousarray(pc.list_flatten(batch.column(0)).to_numpy(zero_copy_only=False)).tobytes())
-    h.update(id_raw)
+    if not np.array_equal(trace.list_lengths(BLOCK_IDS.name), key_lens):
+        return {}  # not the ids of these keys (or some row has none)
+    if trace.ids_digest() != trace.meta.block_ids_digest:
+        return {}  # not the ids ingest stored for these rows
     dealer = _Dealer(codes, code_of)
     filler = _Filler({m: int(o[-1]) for m, o in offsets.items()}, np.int32)
-    nulls: set[str] = set()
     at = 0
     for batch in trace.batches([BLOCK_IDS.name]):
         col = batch.column(0)
-        flat = np.ascontiguousarray(pc.list_flatten(col).to_numpy(zero_copy_only=False))
-        h.update(flat.tobytes())
-        if col.null_count:
-            null_codes = codes[at : at + len(col)][np.asarray(pc.is_null(col), dtype=bool)]
-            nulls.update(m for m, c in code_of.items() if (null_codes == c).any())
-        filler.add(dealer.deal(at, id_lens[at : at + len(col)], flat.astype(np.int32, copy=False)))
+        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        filler.add(dealer.deal(at, key_lens[at : at + len(col)], flat))
         at += len(col)
-    if h.hexdigest() != digest:
-        return {}  # not the ids ingest stored for these rows
     out = {}
     for m in code_of:
         ids = filler.result(m)
-        if m not in nulls and (unique := _dense(ids)) is not None:
+        if (unique := _dense(ids)) is not None:
             out[m] = (ids, unique)
     return out
 
@@ -345,17 +308,7 @@ def with_block_ids(trace: Trace) -> Trace:
     if BLOCK_IDS.name in table.column_names:
         table = table.drop_columns([BLOCK_IDS.name])
     table = table.append_column(BLOCK_IDS, column)
-    return Trace(table, dataclasses.replace(trace.meta, block_ids_digest=ids_digest(table)))
-
-
-def ids_digest(table: pa.Table) -> str:
-    """xxh3 of the table's flat block keys and block ids (tens of milliseconds for millions)."""
-    h = xxhash.xxh3_64()
-    for name in ("block_keys", BLOCK_IDS.name):
-        col = table.column(name).combine_chunks()
-        h.update(pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
-        h.update(np.ascontiguousarray(pc.list_flatten(col).to_numpy(zero_copy_only=False)).tobytes())
-    return h.hexdigest()
+    return Trace(table, dataclasses.replace(trace.meta, block_ids_digest=ids_digest([table])))
 
 
 @numba.njit(cache=True, nogil=True)

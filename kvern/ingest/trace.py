@@ -8,7 +8,7 @@ tokenizer, source) travel as Parquet schema metadata under ``kvern.*`` keys.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 from kvern.infra.errors import InputError
 from kvern.infra.files import atomic_path
@@ -55,8 +56,9 @@ class TraceMeta:
     normalized: bool = False
     skipped_lines: int = 0
     block_ids_digest: str = ""
-    """xxh3 of the whole table's block keys and stored block ids (``block_ids``): the ids are used
-    only for the table they were made for, so a hand-edited file cannot pass off wrong ones."""
+    """``IdsDigest`` of the whole table's block keys and stored block ids (``block_ids``): the ids
+    are used only for the table they were made for, so a hand-edited file cannot pass off wrong
+    ones."""
 
     def to_bytes(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -103,6 +105,8 @@ class Trace:
         self._columns: dict[str, pa.ChunkedArray] = {}
         self.streams: dict[bool, Any] = {}
         """``block_streams``' result, kept per ``tokens`` flag (built once per trace)."""
+        self._lengths: dict[str, np.ndarray] = {}
+        self._ids_digest: str | None = None
 
     @property
     def table(self) -> pa.Table:
@@ -147,6 +151,21 @@ class Trace:
             yield cast_columns(self._table.slice(start, end - start).select(list(columns)))
             start = end
 
+    def list_lengths(self, name: str) -> np.ndarray:
+        """int64 per row: the length of its list in column ``name``, -1 where null (a file's block
+        keys and ids were measured by ``read_trace`` on its pass; else a pass over the column)."""
+        if name not in self._lengths:
+            parts = [list_lengths(batch.column(0)) for batch in self.batches([name])]
+            self._lengths[name] = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return self._lengths[name]
+
+    def ids_digest(self) -> str:
+        """``IdsDigest`` of the block keys and block ids as they are now, to hold against
+        ``meta.block_ids_digest`` (a file's: computed by ``read_trace`` on its pass)."""
+        if self._ids_digest is None:
+            self._ids_digest = ids_digest(self.batches(["block_keys", BLOCK_IDS.name]))
+        return self._ids_digest
+
     def models(self) -> list[str]:
         """Models in order of first appearance."""
         seen: dict[str, None] = {}
@@ -156,6 +175,50 @@ class Trace:
 
 
 _TYPES = {f.name: f for f in [*TRACE_SCHEMA, BLOCK_IDS]}
+
+
+def list_lengths(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """int64 per row: the length of its list, -1 where the list is null."""
+    lengths = pc.fill_null(pc.list_value_length(column), -1)
+    return np.asarray(lengths.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class IdsDigest:
+    """What ties stored block ids to their block keys (``TraceMeta.block_ids_digest``): xxh3 of
+    four streams, each hashed on its own so that one pass over the rows, in order and a batch at
+    a time, computes it: the key lists' lengths (int64, -1 where null), the keys (uint64), the id
+    lists' lengths and the ids (int32)."""
+
+    def __init__(self) -> None:
+        self._parts = [xxhash.xxh3_64() for _ in range(4)]
+
+    def add_keys(self, lengths: np.ndarray, keys: np.ndarray) -> None:
+        self._parts[0].update(np.ascontiguousarray(lengths, dtype=np.int64))
+        self._parts[1].update(np.ascontiguousarray(keys, dtype=np.uint64))
+
+    def add_ids(self, lengths: np.ndarray, ids: np.ndarray) -> None:
+        self._parts[2].update(np.ascontiguousarray(lengths, dtype=np.int64))
+        self._parts[3].update(np.ascontiguousarray(ids, dtype=np.int32))
+
+    def add_batch(self, batch: pa.Table) -> None:
+        """The rows of ``batch`` (its ``block_keys`` and ``block_ids`` columns)."""
+        for name, add in (("block_keys", self.add_keys), (BLOCK_IDS.name, self.add_ids)):
+            col = batch.column(name)
+            add(list_lengths(col), pc.list_flatten(col).to_numpy(zero_copy_only=False))
+
+    def hexdigest(self) -> str:
+        h = xxhash.xxh3_64()
+        for part in self._parts:
+            h.update(part.digest())
+        return h.hexdigest()
+
+
+def ids_digest(batches: Iterable[pa.Table]) -> str:
+    """``IdsDigest`` of consecutive batches of rows (``block_keys`` and ``block_ids``)."""
+    digest = IdsDigest()
+    for batch in batches:
+        digest.add_batch(batch)
+    return digest.hexdigest()
 
 
 def cast_columns(table: pa.Table) -> pa.Table:
@@ -365,15 +428,26 @@ def read_trace(path: str | Path) -> Trace:
     checks = RowChecks(path)
     chunks: dict[str, list[pa.Array]] = {name: [] for name in ROW_COLUMNS}
     ids = [BLOCK_IDS.name] if BLOCK_IDS.name in file.names else []  # its type is checked too
+    # On the way, what the simulator asks of the list columns, so it need not decode the block
+    # keys again: their lengths, the ids' lengths and the digest that says whether they match.
+    lengths: dict[str, list[np.ndarray]] = {name: [] for name in ("block_keys", *ids)}
+    digest = IdsDigest() if ids else None
     for batch in file.batches([*TRACE_SCHEMA.names, *ids]):
         checks.add(batch)
         for name in ROW_COLUMNS:
             chunks[name].extend(batch.column(name).chunks)
+        for name, parts in lengths.items():
+            parts.append(list_lengths(batch.column(name)))
+        if digest is not None:
+            digest.add_batch(batch)
     checks.done()
     trace = Trace(None, meta, file=file)
     for name in ROW_COLUMNS:
         arrays = chunks[name] or [pa.array([], _TYPES[name].type)]
         trace._columns[name] = pa.chunked_array([pa.concat_arrays(arrays)], _TYPES[name].type)
+    trace._lengths = {name: np.concatenate(parts) if parts else np.zeros(0, np.int64)
+                      for name, parts in lengths.items()}
+    trace._ids_digest = digest.hexdigest() if digest is not None else None
     return trace
 
 

@@ -147,6 +147,36 @@ def test_streams_read_in_batches_equal_streams_of_the_table(tmp_path: Path, smal
     _streams_equal(block_streams(read_trace(tmp_path / "forged.parquet")), block_streams(plain))
 
 
+def test_ids_digest_is_one_pass_in_any_batches(tmp_path: Path, small_groups: None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digest that ties stored ids to their keys is the same whether computed over the whole
+    table, over batches of any size, by ingest as it interns, or by ``read_trace`` on its pass;
+    and a file ingest wrote is simulated from its stored ids, its keys never interned again."""
+    import kvern.ingest.stream as stream_mod
+    from kvern.ingest.trace import ids_digest
+
+    monkeypatch.setenv("KVERN_INGEST_CACHE", str(tmp_path / "cache"))
+    written = load_trace(_shuffled_log(tmp_path), _cfg())
+    assert written.file is not None and pq.ParquetFile(written.file.path).metadata.num_row_groups > 5
+    table = read_trace(written.file.path).table
+    stored = written.meta.block_ids_digest
+    assert stored and ids_digest([table]) == stored
+    rng = random.Random(7)
+    for _ in range(5):
+        cuts = sorted(rng.sample(range(1, table.num_rows), rng.randint(1, 20)))
+        pieces = [table.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, table.num_rows], strict=True)]
+        assert ids_digest(pieces) == stored
+    read = read_trace(written.file.path)
+    assert read.ids_digest() == stored
+    # Another table's ids, or the same ids one block further along, are not these keys' ids.
+    ids = table.column("block_ids").combine_chunks()
+    shifted = pa.ListArray.from_arrays(ids.offsets, pa.compute.add(ids.values, 1))
+    assert ids_digest([table.set_column(8, "block_ids", shifted)]) != stored
+    monkeypatch.setattr(stream_mod, "_interned", lambda *a: pytest.fail("stored ids were not used"))
+    streams = block_streams(read)
+    assert sum(s.num_unique for s in streams.values()) > 0
+
+
 def test_rows_are_checked_across_batches(tmp_path: Path, small_groups: None) -> None:
     trace = ingest(CHAT_SAMPLE, Config())
     arrival = trace.table.column("arrival_s").to_numpy().copy()
