@@ -305,15 +305,21 @@ def _run_bounded(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Map
     return results, interrupted
 
 
+IN_PROCESS_BELOW = 4_000_000
+"""Block accesses (over all the runs) below which a sweep not told ``--jobs`` runs here: each
+forked worker would load its compiled kernels itself (0.1-0.3 s), more than such runs take."""
+
+
 def _run_parallel(tasks: list[tuple[str, str, int, dict[str, Any]]], streams: Mapping[str, BlockStream],
                   profile: str, jobs: int | None, executor: Executor | None,
                   out: Output) -> tuple[list[SimResult | None], bool]:
     """Run the simulations on ``executor`` (default: ``jobs`` local processes, all cores unless
-    set), results in task order. On Ctrl-C: (the results so far, None where a task did not
-    finish; True)."""
+    set or the work is small), results in task order. On Ctrl-C: (the results so far, None
+    where a task did not finish; True)."""
     if executor is None:
         if jobs is None:
-            jobs = all_cores()
+            work = sum(len(streams[model].block_ids) for model, *_ in tasks)
+            jobs = 1 if work < IN_PROCESS_BELOW else all_cores()
         if jobs < 1:
             raise UsageError(f"--jobs: {jobs}; at least 1")
         executor = LocalExecutor(1 if len(tasks) <= 1 else min(jobs, len(tasks)))

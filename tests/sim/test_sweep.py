@@ -143,6 +143,25 @@ def test_parallel_equals_serial_and_reruns_are_byte_identical(tmp_path) -> None:
     assert all(not a["exact"] for a in doc["models"][0]["answers"])
 
 
+def test_default_jobs_fork_only_for_work_worth_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without ``--jobs``, a sweep whose runs are small runs them here; a large one uses every
+    core. Told ``--jobs``, it forks as told."""
+    import kvern.sim.sweep as sweep_mod
+
+    made: list[int] = []
+    real = sweep_mod.LocalExecutor
+    monkeypatch.setattr(sweep_mod, "LocalExecutor", lambda jobs: made.append(jobs) or real(1))
+    monkeypatch.setattr(sweep_mod, "all_cores", lambda: 8)
+    rows = [json.loads(line) for line in MOONCAKE.read_text().splitlines()[:200]]
+    trace = make_trace([(hash_id_block_keys("default", r["hash_ids"]), r["input_length"]) for r in rows], 512)
+    kw = {"policies": "fifo,belady", "capacity": "100:5000", "points": 3, "profile": "vllm"}
+    run_sweep(trace, _cfg(), **kw)
+    run_sweep(trace, _cfg(), jobs=2, **kw)
+    monkeypatch.setattr(sweep_mod, "IN_PROCESS_BELOW", 1)
+    run_sweep(trace, _cfg(), **kw)
+    assert made[:2] == [1, 2] and made[2] > 2  # all cores, or one per run if fewer
+
+
 def test_non_ideal_profile_simulates_lru_and_finds_the_achievable_rate() -> None:
     result = run_sweep(make_trace(HAND, BS), _cfg(), policies="lru", profile="vllm", capacity="4:64",
                        points=3, jobs=1)
