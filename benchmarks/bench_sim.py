@@ -159,10 +159,12 @@ def run_replay_process(policy: str, trace_file: Path, capacity: int, repeat: int
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "kvern", "replay", str(trace_file), "--policy", policy, "--capacity",
                str(capacity), "--profile", "ideal", "-q", "--no-charts", "-o", out]
-        subprocess.run(cmd, check=True)  # warm-up: numba's on-disk cache and the OS page cache
+        # As an install runs: Python's bytecode cache on, whatever this environment says.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run(cmd, check=True, env=env)  # warm-up: numba's on-disk cache, the page cache
         for _ in range(repeat):
             t0 = time.perf_counter()
-            proc = subprocess.Popen(cmd)
+            proc = subprocess.Popen(cmd, env=env)
             _, status, usage = os.wait4(proc.pid, 0)
             walls.append(time.perf_counter() - t0)
             assert os.waitstatus_to_exitcode(status) == 0, cmd
