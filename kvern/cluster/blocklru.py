@@ -79,11 +79,15 @@ def leading(ids: np.ndarray, lo: int, hi: int, present: np.ndarray) -> int:
 
 class PresenceList(NamedTuple):
     """Several presence arrays of one type (the replicas' caches, a router's trees) as one
-    compiled list, so that one call asks all of them (``leading_each``, ``union_leading``)."""
+    compiled argument, so that one call asks all of them (``leading_each``, ``union_leading``).
 
-    arrays: numba.typed.List
-    key: tuple[str, str]
-    """(dtype of the arrays, their layout): what the compiled entry point is resolved for."""
+    A tuple, not a ``numba.typed.List``: a typed list is built by compiled code that numba does
+    not cache, about 0.1 s per process for each list; a tuple's kernels load from the disk
+    cache (one per array count)."""
+
+    arrays: tuple[np.ndarray, ...]
+    key: tuple[str, str, int]
+    """(dtype of the arrays, their layout, how many): what the compiled entry point is resolved for."""
     out: np.ndarray
     """int64[n]: scratch for ``leading_each``."""
 
@@ -96,11 +100,9 @@ def presence_list(arrays: list[np.ndarray | None] | list[np.ndarray]) -> Presenc
     kinds = {(a.dtype.char, a.ndim, a.flags.c_contiguous) for a in arrays}  # type: ignore[union-attr]
     if len(kinds) != 1 or next(iter(kinds))[1] != 1:
         return None
-    typed = numba.typed.List()
-    for a in arrays:
-        typed.append(a)
     char, _, contiguous = next(iter(kinds))
-    return PresenceList(typed, (char, "C" if contiguous else "A"), np.zeros(len(arrays), np.int64))
+    return PresenceList(tuple(arrays), (char, "C" if contiguous else "A", len(arrays)),  # type: ignore[arg-type]
+                        np.zeros(len(arrays), np.int64))
 
 
 def leading_each(ids: np.ndarray, lo: int, hi: int, presences: PresenceList) -> list[int]:
