@@ -31,7 +31,7 @@ keeps exactly the young ones, which is why it does so badly at small capacities.
   reused, so dropping them frees a block and exposes the reusable full block above.
 
 Before any outcome is known every key is the arrival time: LRU. State: per block its last request
-and whether it is a partial tail (16 bytes); per request its class, the request it extends and the
+and whether it is a partial tail (8 bytes); per request its class, the request it extends and the
 first one extending it (the bounded history); per class × age bin two counts and the fitted key.
 
 Tuned on the Mooncake conversation trace (``tau_s``, ``prior``, ``refit_every``); BENCHMARKS.md
@@ -258,6 +258,7 @@ class Followup(Policy):
     summary = "learned: least expected follow-up per block-second (conversation turns, age)"
     code = 11
     second_key = False
+    requeue_in_place = True
     defaults: ClassVar[Mapping[str, Any]] = {"tau_s": 20, "prior": 10, "refit_every": 16, "partial_first": 1,
                                              "step_s": 1}
 
