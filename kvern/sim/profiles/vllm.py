@@ -74,8 +74,6 @@ from kvern.sim.prompts import prompts_of
 FRESH, EVICTED, ROUNDS, LOGGED = range(4)
 Q_EVICTED, Q_LOGGED = 0, 1
 """The free queue's counters, by name."""
-KEY, NEXT, PREV, STATE = range(4)
-"""Columns of ``Copies.slots``."""
 
 
 @register
@@ -95,18 +93,18 @@ class VLLM(Profile):
 class Copies(NamedTuple):
     """``BlockHashToBlockMap``: which slot holds which key, and each key's copies in insertion order."""
 
-    slots: np.ndarray
-    """int64[C, 4], per slot: KEY, the key (interned block id) it holds, -1 for none; NEXT and PREV,
-    the next newer and the next older copy of the same key (-1: none); STATE, the heap engine's
-    ``version << 1 | free`` (bumped when the slot's heap row is pushed and at every change of the
-    slot; free = in the free queue, ref count 0). One row per slot: the engines reach a slot at
-    random once the policy has scattered the pool, and one cache line then serves them all."""
+    slot_key: np.ndarray
+    """int64[C]: the key (interned block id) slot s holds, -1 for none."""
     first: np.ndarray
     """int64[U]: the oldest copy of each key (-1: not cached)."""
     last: np.ndarray
     """int64[U]: the newest copy."""
     count: np.ndarray
     """int32[U]: copies of each key."""
+    next_copy: np.ndarray
+    """int64[C]: the next newer copy of the same key, -1 at the newest."""
+    prev_copy: np.ndarray
+    """int64[C]"""
     held: np.ndarray
     """int64[L]: scratch, the slots of the request being served (L = its longest prompt in blocks)."""
 
@@ -114,9 +112,8 @@ class Copies(NamedTuple):
 def _copies(stream: BlockStream, cap: int) -> Copies:
     u = stream.num_unique
     longest = stream.longest_request
-    slots = np.full((cap, 4), -1, np.int64)
-    slots[:, STATE] = 0
-    return Copies(slots, np.full(u, -1, np.int64), np.full(u, -1, np.int64), np.zeros(u, np.int32),
+    return Copies(np.full(cap, -1, np.int64), np.full(u, -1, np.int64), np.full(u, -1, np.int64),
+                  np.zeros(u, np.int32), np.full(cap, -1, np.int64), np.full(cap, -1, np.int64),
                   np.zeros(max(longest, 1), np.int64))
 
 
@@ -133,7 +130,7 @@ class _VllmEngine(CacheEngine):
     @property
     def used(self) -> int:
         """Slots that hold a key (a cached block; copies count once each)."""
-        return int((self.copies.slots[:, KEY] >= 0).sum())
+        return int((self.copies.slot_key >= 0).sum())
 
 
 class FreeQueue(NamedTuple):
@@ -182,10 +179,15 @@ class VllmQueue(_VllmEngine):
 class Candidates(NamedTuple):
     """The policy-generic engine's free slots: fresh ones first, then cached ones by priority."""
 
+    is_free: np.ndarray
+    """uint8[C]: in the free queue (ref count 0)."""
     fresh: np.ndarray
     """int64[C]: a stack of slots without a key; ``counters[FRESH]`` of them, slot 0 popped first."""
     child_keys: np.ndarray
     """int32[U]: cached keys whose parent this key is (a key with none is a leaf)."""
+    version: np.ndarray
+    """int32[C]: bumped when the slot's row is pushed and at every change of the slot; older
+    heap rows are stale."""
     p1: np.ndarray
     """float64[C]: the policy's first key from the slot's last touch."""
     p2: np.ndarray
@@ -210,11 +212,11 @@ class VllmHeap(_VllmEngine):
         self.state = policy.state(PolicyContext(stream, cap, cap))
         self.copies = _copies(stream, cap)
         two = policy.second_key
-        rows = heap.new_heap(policy.queues, cap, two)
-        fresh = np.arange(cap - 1, -1, -1, dtype=np.int64)
-        self.free = Candidates(fresh, np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.float64),
-                               np.zeros(cap if two else 1, np.float64), rows,
-                               np.array([cap, 0, 0, 0], np.int64), np.zeros(0, np.int64))
+        self.free = Candidates(np.zeros(cap, np.uint8), np.arange(cap - 1, -1, -1, dtype=np.int64),
+                               np.zeros(stream.num_unique, np.int32), np.zeros(cap, np.int32),
+                               np.zeros(cap, np.float64), np.zeros(cap if two else 1, np.float64),
+                               heap.new_heap(policy.queues, cap, two), np.array([cap, 0, 0, 0], np.int64),
+                               np.zeros(0, np.int64))
         self.prompts = prompts_of(stream)
 
     def serve(self, requests: np.ndarray) -> None:
@@ -252,13 +254,33 @@ def _q_insert_after(at, s, q):  # type: ignore[no-untyped-def]
 @numba.njit(cache=True, inline="always")
 def _drop_copy(s, c):  # type: ignore[no-untyped-def]
     """``_maybe_evict_cached_block``: unlink slot ``s`` from its key's copies; return the key."""
-    return _unlink(s, c.slots, c.first, c.last, c.count)
+    key = c.slot_key[s]
+    if c.prev_copy[s] >= 0:
+        c.next_copy[c.prev_copy[s]] = c.next_copy[s]
+    else:
+        c.first[key] = c.next_copy[s]
+    if c.next_copy[s] >= 0:
+        c.prev_copy[c.next_copy[s]] = c.prev_copy[s]
+    else:
+        c.last[key] = c.prev_copy[s]
+    c.next_copy[s] = -1
+    c.prev_copy[s] = -1
+    c.count[key] -= 1
+    c.slot_key[s] = -1
+    return key
 
 
 @numba.njit(cache=True, inline="always")
 def _add_copy(s, key, c):  # type: ignore[no-untyped-def]
     """``cache_full_blocks``: slot ``s`` becomes the newest copy of ``key``."""
-    _link(s, key, c.slots, c.first, c.last, c.count)
+    c.slot_key[s] = key
+    if c.count[key] == 0:
+        c.first[key] = s
+    else:
+        c.prev_copy[s] = c.last[key]
+        c.next_copy[c.last[key]] = s
+    c.last[key] = s
+    c.count[key] += 1
 
 
 @numba.njit(cache=True)
@@ -287,7 +309,7 @@ def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore
             s = q.next_slot[q_head]
             assert s != q_tail, "free queue empty although the request fits the pool"
             _q_remove(s, q)
-            if c.slots[s, KEY] >= 0:
+            if c.slot_key[s] >= 0:
                 key = _drop_copy(s, c)
                 q.counters[Q_EVICTED] += 1
                 if len(q.log) > 0 and c.count[key] == 0:
@@ -298,44 +320,32 @@ def _serve_queue(requests, p, cap, c, q, cached, unschedulable):  # type: ignore
             _add_copy(held[j], p.ids[lo + j], c)
         for j in range(n - 1, -1, -1):
             s = held[j]
-            if c.slots[s, KEY] < 0:
+            if c.slot_key[s] < 0:
                 _q_insert_after(q_head, s, q)
             else:
                 _q_insert_after(q.prev_slot[q_tail], s, q)
 
 
 # The heap helpers take plain arrays and are compiled without reference counting (``_nrt=False``:
-# they allocate nothing); see ``kvern.sim.profiles.ideal``. A slot's state is ``version << 1 |
-# free``: a heap row is current while the slot's state is the one it was pushed with (rows are
-# pushed for free slots only, and every change of a slot bumps its version).
-
-@numba.njit(cache=True, inline="always")
-def _set_state(slots, s, free):  # type: ignore[no-untyped-def]
-    """A change of slot s: a new version, free (1) or not (0)."""
-    slots[s, STATE] = ((slots[s, STATE] >> 1) + 1) << 1 | free
-
-
-@numba.njit(cache=True, inline="always")
-def _evictable(slots, x, ver, count, child_keys):  # type: ignore[no-untyped-def]
-    """A heap row of slot x pushed at ``ver`` is current and x may go: its key has another copy or
-    no cached key extends it."""
-    kx = slots[x, KEY]
-    return ver == np.int32(slots[x, STATE]) and kx >= 0 and (count[kx] > 1 or child_keys[kx] == 0)
-
+# they allocate nothing); see ``kvern.sim.profiles.ideal``.
 
 @numba.njit(cache=True, _nrt=False)
-def _push_slot(q, s, key, slots, fp1, fp2, depth, hp1, hp2, ties, vers, sizes, counters, count,
-               child_keys):  # type: ignore[no-untyped-def]
+def _push_slot(q, s, key, version, fp1, fp2, depth, hp1, hp2, ties, vers, sizes, counters, is_free, slot_key,
+               count, child_keys):  # type: ignore[no-untyped-def]
     """Free cached slot s (holding ``key``) may go, with its current priority: a new row in
     queue q (its older rows go stale). A full heap is compacted first."""
     rows = len(ties) // len(sizes)
     base = q * rows
-    slots[s, STATE] += 2  # version + 1, still free
+    v = version[s] + 1
+    version[s] = v
     if sizes[q] == rows:
         counters[ROUNDS] += 1
         m = base
         for i in range(base, base + sizes[q]):
-            if _evictable(slots, heap.id_of(ties[i]), vers[i], count, child_keys):
+            x = heap.id_of(ties[i])
+            kx = slot_key[x]
+            if (vers[i] == version[x] and is_free[x] == 1 and kx >= 0
+                    and (count[kx] > 1 or child_keys[kx] == 0)):
                 hp1[m] = hp1[i]
                 if len(hp2) > 1:
                     hp2[m] = hp2[i]
@@ -345,15 +355,18 @@ def _push_slot(q, s, key, slots, fp1, fp2, depth, hp1, hp2, ties, vers, sizes, c
         sizes[q] = m - base
         heap.heapify(hp1, hp2, ties, vers, sizes, q, base)
     heap.push(hp1, hp2, ties, vers, sizes, q, base, fp1[s], fp2[s] if len(fp2) > 1 else 0.0,
-              heap.tie_of(depth[key], s), slots[s, STATE])
+              heap.tie_of(depth[key], s), v)
 
 
 @numba.njit(cache=True, _nrt=False)
-def _valid_top(q, slots, hp1, hp2, ties, vers, sizes, count, child_keys):  # type: ignore[no-untyped-def]
+def _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count, child_keys):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable slot is left on top."""
     base = q * (len(ties) // len(sizes))
     while sizes[q] > 0:
-        if _evictable(slots, heap.id_of(ties[base]), vers[base], count, child_keys):
+        x = heap.id_of(ties[base])
+        kx = slot_key[x]
+        if (vers[base] == version[x] and is_free[x] == 1 and kx >= 0
+                and (count[kx] > 1 or child_keys[kx] == 0)):
             return True
         heap.pop(hp1, hp2, ties, vers, sizes, q, base)
     return False
@@ -365,35 +378,33 @@ def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, _nrt=False)
-def _unlink(s, slots, first, last, count):  # type: ignore[no-untyped-def]
-    """Unlink slot ``s`` from its key's copies; return the key."""
-    key = slots[s, KEY]
-    prv = slots[s, PREV]
-    nxt = slots[s, NEXT]
-    if prv >= 0:
-        slots[prv, NEXT] = nxt
+def _unlink(s, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_drop_copy`` on plain arrays."""
+    key = slot_key[s]
+    if prev_copy[s] >= 0:
+        next_copy[prev_copy[s]] = next_copy[s]
     else:
-        first[key] = nxt
-    if nxt >= 0:
-        slots[nxt, PREV] = prv
+        first[key] = next_copy[s]
+    if next_copy[s] >= 0:
+        prev_copy[next_copy[s]] = prev_copy[s]
     else:
-        last[key] = prv
-    slots[s, NEXT] = -1
-    slots[s, PREV] = -1
+        last[key] = prev_copy[s]
+    next_copy[s] = -1
+    prev_copy[s] = -1
     count[key] -= 1
-    slots[s, KEY] = -1
+    slot_key[s] = -1
     return key
 
 
 @numba.njit(cache=True, _nrt=False)
-def _link(s, key, slots, first, last, count):  # type: ignore[no-untyped-def]
-    """Slot ``s`` becomes the newest copy of ``key``."""
-    slots[s, KEY] = key
+def _link(s, key, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
+    """``_add_copy`` on plain arrays."""
+    slot_key[s] = key
     if count[key] == 0:
         first[key] = s
     else:
-        slots[s, PREV] = last[key]
-        slots[last[key], NEXT] = s
+        prev_copy[s] = last[key]
+        next_copy[last[key]] = s
     last[key] = s
     count[key] += 1
 
@@ -402,8 +413,9 @@ def _link(s, key, slots, first, last, count):  # type: ignore[no-untyped-def]
 def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
     # every array out of its tuple once; the helpers take plain arrays (see ``_push_slot``), and
     # the policy hooks are compiled for this policy only (``code`` is a ``Const``)
-    held, slots, first, last, count = c.held, c.slots, c.first, c.last, c.count
-    fresh, child_keys, fp1, fp2 = f.fresh, f.child_keys, f.p1, f.p2
+    held, slot_key, first, last, count = c.held, c.slot_key, c.first, c.last, c.count
+    next_copy, prev_copy = c.next_copy, c.prev_copy
+    is_free, fresh, child_keys, version, fp1, fp2 = f.is_free, f.fresh, f.child_keys, f.version, f.p1, f.p2
     counters, log = f.counters, f.log
     hp1, hp2, ties, vers, sizes = f.heap.p1, f.heap.p2, f.heap.tie, f.heap.ver, f.heap.size
     ids, parent, depth, offsets, prompt_tokens = p.ids, p.parent, p.depth, p.offsets, p.prompt_tokens
@@ -424,7 +436,8 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
         k = 0
         while k < max_hit and count[ids[lo + k]] > 0:
             s = first[ids[lo + k]]
-            _set_state(slots, s, 0)
+            is_free[s] = 0
+            version[s] += 1
             held[k] = s
             k += 1
         cached[r] = k * block_size
@@ -438,25 +451,28 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                 continue
             while True:  # the victim (``on_pop`` may put tops back)
                 q = policy_pick(code, state) if nq > 1 else 0
-                if not _valid_top(q, slots, hp1, hp2, ties, vers, sizes, count, child_keys):
+                if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                  child_keys):
                     q = 1 - q if nq > 1 else q
-                    if not _valid_top(q, slots, hp1, hp2, ties, vers, sizes, count, child_keys):
+                    if not _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count,
+                                      child_keys):
                         raise AssertionError("no evictable block although the request fits the pool")
                 base = q * rows
                 s = heap.id_of(ties[base])
                 p1 = hp1[base]
                 p2 = hp2[base] if two else 0.0
                 _pop(hp1, hp2, ties, vers, sizes, q, base)
-                keep, n1, n2 = policy_on_pop(code, state, s, slots[s, KEY], r, p1, p2)
+                keep, n1, n2 = policy_on_pop(code, state, s, slot_key[s], r, p1, p2)
                 if not keep:
                     break
                 fp1[s] = n1
                 if two:
                     fp2[s] = n2
-                _push_slot(policy_queue(code, state, s), s, slots[s, KEY], slots, fp1, fp2, depth, hp1, hp2,
-                           ties, vers, sizes, counters, count, child_keys)
-            key = _unlink(s, slots, first, last, count)
-            _set_state(slots, s, 0)
+                _push_slot(policy_queue(code, state, s), s, slot_key[s], version, fp1, fp2, depth, hp1, hp2,
+                           ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+            key = _unlink(s, slot_key, first, last, count, next_copy, prev_copy)
+            is_free[s] = 0
+            version[s] += 1
             counters[EVICTED] += 1
             if len(log) > 0 and count[key] == 0:
                 log[counters[LOGGED]] = key
@@ -468,10 +484,10 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                 if child_keys[pk] == 0:  # the parent's free copies became leaves
                     x = first[pk]
                     while x >= 0:
-                        if slots[x, STATE] & 1:
-                            _push_slot(policy_queue(code, state, x), x, pk, slots, fp1, fp2, depth, hp1, hp2,
-                                       ties, vers, sizes, counters, count, child_keys)
-                        x = slots[x, NEXT]
+                        if is_free[x]:
+                            _push_slot(policy_queue(code, state, x), x, pk, version, fp1, fp2, depth, hp1,
+                                       hp2, ties, vers, sizes, counters, is_free, slot_key, count, child_keys)
+                        x = next_copy[x]
             held[j] = s
         # cache_full_blocks: new full blocks get their key, appended to its copies
         for j in range(k, full):
@@ -479,16 +495,16 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             key = ids[lo + j]
             if count[key] == 0 and parent[key] >= 0:
                 child_keys[parent[key]] += 1
-            _link(s, key, slots, first, last, count)
+            _link(s, key, slot_key, first, last, count, next_copy, prev_copy)
             if count[key] == 2:  # the older copy may go now
                 x = first[key]
-                if slots[x, STATE] & 1:
-                    _push_slot(policy_queue(code, state, x), x, key, slots, fp1, fp2, depth, hp1, hp2, ties,
-                               vers, sizes, counters, count, child_keys)
+                if is_free[x]:
+                    _push_slot(policy_queue(code, state, x), x, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                               vers, sizes, counters, is_free, slot_key, count, child_keys)
         # free(reversed(blocks)): no key -> back to the fresh head; cached -> the policy's queue
         for j in range(n - 1, -1, -1):
             s = held[j]
-            key = slots[s, KEY]
+            key = slot_key[s]
             if key < 0:
                 fresh[counters[FRESH]] = s
                 counters[FRESH] += 1
@@ -497,7 +513,8 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
             fp1[s] = p1
             if two:
                 fp2[s] = p2
-            _set_state(slots, s, 1)
+            is_free[s] = 1
+            version[s] += 1
             if count[key] > 1 or child_keys[key] == 0:
-                _push_slot(policy_queue(code, state, s), s, key, slots, fp1, fp2, depth, hp1, hp2, ties,
-                           vers, sizes, counters, count, child_keys)
+                _push_slot(policy_queue(code, state, s), s, key, version, fp1, fp2, depth, hp1, hp2, ties,
+                           vers, sizes, counters, is_free, slot_key, count, child_keys)
