@@ -147,9 +147,17 @@ def pop(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, inline="always")
+def replace_top(p1s, p2s, ties, vers, sizes, q, base, p1, p2, tie, ver):  # type: ignore[no-untyped-def]
+    """Pop queue q's smallest row and push this one, in one pass down from the top (a policy's
+    re-insertion: a key that grew a little stops near the top)."""
+    _sift_down(p1s, p2s, ties, vers, base, 0, sizes[q], p1, p2, tie, ver)
+
+
+@numba.njit(cache=True, inline="always")
 def heapify(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
     n = sizes[q]
     for i in range(n // 2 - 1, -1, -1):
         j = base + i
         p2 = p2s[j] if len(p2s) > 1 else 0.0
         _sift_down(p1s, p2s, ties, vers, base, i, n, p1s[j], p2, ties[j], vers[j])
+

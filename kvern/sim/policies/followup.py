@@ -31,7 +31,7 @@ keeps exactly the young ones, which is why it does so badly at small capacities.
   reused, so dropping them frees a block and exposes the reusable full block above.
 
 Before any outcome is known every key is the arrival time: LRU. State: per block its last request
-and whether it is a partial tail (16 bytes); per request its class, the request it extends and the
+and whether it is a partial tail (8 bytes); per request its class, the request it extends and the
 first one extending it (the bounded history); per class × age bin two counts and the fitted key.
 
 Tuned on the Mooncake conversation trace (``tau_s``, ``prior``, ``refit_every``); BENCHMARKS.md
@@ -228,17 +228,21 @@ def _key(s, r, now):  # type: ignore[no-untyped-def]
 def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if t != s.scalars[LAST_T]:
         _arrive(s, t)
-    s.block_i[block] = t
-    if s.scalars[PARTIAL] > 0.0 and s.entry_i[block] != 0:
+    partial = s.block_i[block] & 1
+    s.block_i[block] = (t << 1) | partial
+    if s.scalars[PARTIAL] > 0.0 and partial != 0:
         return s.block_f[t] - PARTIAL_OFFSET, 0.0
     return _key(s, t, s.block_f[t]), 0.0
 
 
 @numba.njit(cache=True, inline="always")
 def on_pop(s, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
-    if s.scalars[FITTED] == 0.0 or (s.scalars[PARTIAL] > 0.0 and s.entry_i[block] != 0):
+    if s.scalars[FITTED] == 0.0:
         return False, p1, p2
-    k = _key(s, s.block_i[block], s.block_f[t])
+    last = s.block_i[block]
+    if s.scalars[PARTIAL] > 0.0 and last & 1 != 0:
+        return False, p1, p2
+    k = _key(s, last >> 1, s.block_f[t])
     if k > p1 + s.scalars[STEP]:  # it aged into a denser bin (or the fit moved): back in with its current key
         return True, k, p2
     return False, p1, p2
@@ -253,6 +257,8 @@ class Followup(Policy):
     name = "followup"
     summary = "learned: least expected follow-up per block-second (conversation turns, age)"
     code = 11
+    second_key = False
+    requeue_in_place = True
     defaults: ClassVar[Mapping[str, Any]] = {"tau_s": 20, "prior": 10, "refit_every": 16, "partial_first": 1,
                                              "step_s": 1}
 
@@ -261,12 +267,13 @@ class Followup(Policy):
         cls, parent = request_classes(st)
         per_request = np.full((max(st.num_requests, 1), 2), -1, np.int64)  # [extends, first extended by]
         per_request[: st.num_requests, 0] = parent
-        partial = (st.block_tokens < st.block_size).astype(np.int64)  # per block
+        # per block: its last request << 1 | 1 for a partial tail (one array, one cache miss for both)
+        last_partial = (st.block_tokens < st.block_size).astype(np.int64)
         table = np.zeros(TABLE)
         table[EDGE:POOLED] = AGE_EDGES
         s = PolicyState.empty(1)
-        # the generic arrays, by what this policy indexes them with: entry_i[block] = partial tail,
-        # block_i[block] = its last request, block_f[request] = arrival, access_i[request] = class,
+        # the generic arrays, by what this policy indexes them with: block_i[block] = its last
+        # request << 1 | partial tail, block_f[request] = arrival, access_i[request] = class,
         # entry_m[request] = (extends, first extended by), table = keys, counts, pointers, edges
         s.scalars[TAU] = float(self.params["tau_s"])
         s.scalars[PRIOR] = float(self.params["prior"])
@@ -274,6 +281,5 @@ class Followup(Policy):
         s.scalars[LAST_T] = -1.0
         s.scalars[PARTIAL] = float(self.params["partial_first"])
         s.scalars[STEP] = float(self.params["step_s"])
-        return s._replace(entry_i=np.ascontiguousarray(partial), block_f=st.arrival_s.astype(np.float64),
-                          access_i=cls.astype(np.int64), entry_m=per_request,
-                          block_i=np.zeros(max(st.num_unique, 1), np.int64), table=table)
+        return s._replace(block_f=st.arrival_s.astype(np.float64), access_i=cls.astype(np.int64),
+                          entry_m=per_request, block_i=np.ascontiguousarray(last_partial), table=table)

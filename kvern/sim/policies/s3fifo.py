@@ -37,7 +37,8 @@ import numpy as np
 import kvern.sim.policies.ghost as ghost
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
-QUEUE, FREQ = 0, 1
+QUEUE, FREQ, ORDER = 0, 1, 2
+"""entry_m columns: the entry's queue, its hits, its entry order (side by side: one cache line)."""
 SMALL, MAIN = 0, 1
 # scalars
 SEQ, N_SMALL, N_MAIN, EVICTED_ONCE, SMALL_SIZE, MAIN_SIZE, GHOST_SIZE, MODE, THRESHOLD = range(9)
@@ -52,11 +53,11 @@ def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
         s.entry_m[entry, QUEUE] = q
         s.entry_m[entry, FREQ] = 0
         s.scalars[N_SMALL + q] += 1.0
-        s.entry_i[entry] = int(s.scalars[SEQ])
+        s.entry_m[entry, ORDER] = int(s.scalars[SEQ])
         s.scalars[SEQ] += 1.0
     else:
         s.entry_m[entry, FREQ] += 1
-    return float(s.entry_i[entry]), 0.0
+    return float(s.entry_m[entry, ORDER]), 0.0
 
 
 @numba.njit(cache=True, inline="always")
@@ -94,9 +95,9 @@ def on_pop(s, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
         if f < 1:
             return False, p1, p2
         s.entry_m[entry, FREQ] = min(f, 3) - 1
-    s.entry_i[entry] = int(s.scalars[SEQ])
+    s.entry_m[entry, ORDER] = int(s.scalars[SEQ])
     s.scalars[SEQ] += 1.0
-    return True, float(s.entry_i[entry]), 0.0
+    return True, float(s.entry_m[entry, ORDER]), 0.0
 
 
 @numba.njit(cache=True, inline="always")
@@ -113,13 +114,14 @@ class S3FIFO(Policy):
     name = "s3fifo"
     summary = "S3-FIFO: small FIFO, main FIFO with re-insertion, ghost"
     code = 5
+    second_key = False
     queues = 2
     evict_first = True
     defaults: ClassVar[Mapping[str, Any]] = {"small_ratio": 0.1, "ghost_ratio": 0.9, "move_threshold": 2}
 
     def state(self, ctx: PolicyContext) -> PolicyState:
         cap = max(ctx.capacity, 1)
-        st = PolicyState.empty(ctx.num_entries)
+        st = PolicyState.empty(1)
         small = max(int(cap * float(self.params["small_ratio"])), 1)
         st.scalars[SMALL_SIZE] = small
         st.scalars[MAIN_SIZE] = cap - small
@@ -127,5 +129,5 @@ class S3FIFO(Policy):
         st.scalars[MODE] = -1.0
         st.scalars[THRESHOLD] = float(self.params["move_threshold"])
         block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, len(ctx.stream.block_ids))
-        return st._replace(entry_m=np.zeros((ctx.num_entries, 2), np.int64), block_i=block_i, log_i=log_i,
+        return st._replace(entry_m=np.zeros((ctx.num_entries, 3), np.int64), block_i=block_i, log_i=log_i,
                            log_ctr=log_ctr)

@@ -22,6 +22,8 @@ import numpy as np
 from kvern.sim.policies.base import Policy, PolicyContext, PolicyState
 
 PROBATION, PROTECTED = 0, 1
+# entry_m columns: the entry's segment and its touch order (side by side: one cache line per entry)
+SEGMENT, ORDER = 0, 1
 # scalars
 SEQ, N_PROB, N_PROT, PROT_SIZE = range(4)
 
@@ -29,20 +31,20 @@ SEQ, N_PROB, N_PROT, PROT_SIZE = range(4)
 @numba.njit(cache=True, inline="always")
 def touch(s, entry, block, t, occ, new):  # type: ignore[no-untyped-def]
     if new:
-        s.entry_m[entry, 0] = PROBATION
+        s.entry_m[entry, SEGMENT] = PROBATION
         s.scalars[N_PROB] += 1.0
-    elif s.entry_m[entry, 0] == PROBATION:
-        s.entry_m[entry, 0] = PROTECTED
+    elif s.entry_m[entry, SEGMENT] == PROBATION:
+        s.entry_m[entry, SEGMENT] = PROTECTED
         s.scalars[N_PROB] -= 1.0
         s.scalars[N_PROT] += 1.0
-    s.entry_i[entry] = int(s.scalars[SEQ])
+    s.entry_m[entry, ORDER] = int(s.scalars[SEQ])
     s.scalars[SEQ] += 1.0
-    return float(s.entry_i[entry]), 0.0
+    return float(s.entry_m[entry, ORDER]), 0.0
 
 
 @numba.njit(cache=True, inline="always")
 def queue_of(s, entry):  # type: ignore[no-untyped-def]
-    return s.entry_m[entry, 0]
+    return s.entry_m[entry, SEGMENT]
 
 
 @numba.njit(cache=True, inline="always")
@@ -52,19 +54,19 @@ def pick(s):  # type: ignore[no-untyped-def]
 
 @numba.njit(cache=True, inline="always")
 def on_pop(s, entry, block, t, p1, p2):  # type: ignore[no-untyped-def]
-    if s.entry_m[entry, 0] == PROTECTED and s.scalars[N_PROT] > s.scalars[PROT_SIZE]:
-        s.entry_m[entry, 0] = PROBATION  # demoted: most recent end of probation
+    if s.entry_m[entry, SEGMENT] == PROTECTED and s.scalars[N_PROT] > s.scalars[PROT_SIZE]:
+        s.entry_m[entry, SEGMENT] = PROBATION  # demoted: most recent end of probation
         s.scalars[N_PROT] -= 1.0
         s.scalars[N_PROB] += 1.0
-        s.entry_i[entry] = int(s.scalars[SEQ])
+        s.entry_m[entry, ORDER] = int(s.scalars[SEQ])
         s.scalars[SEQ] += 1.0
-        return True, float(s.entry_i[entry]), 0.0
+        return True, float(s.entry_m[entry, ORDER]), 0.0
     return False, p1, p2
 
 
 @numba.njit(cache=True, inline="always")
 def evicted(s, entry, block, p1):  # type: ignore[no-untyped-def]
-    s.scalars[N_PROB + s.entry_m[entry, 0]] -= 1.0
+    s.scalars[N_PROB + s.entry_m[entry, SEGMENT]] -= 1.0
 
 
 class SLRU(Policy):
@@ -77,6 +79,6 @@ class SLRU(Policy):
     defaults: ClassVar[Mapping[str, Any]] = {"protected_ratio": 0.8}
 
     def state(self, ctx: PolicyContext) -> PolicyState:
-        st = PolicyState.empty(ctx.num_entries)
+        st = PolicyState.empty(1)
         st.scalars[PROT_SIZE] = int(max(ctx.capacity, 1) * float(self.params["protected_ratio"]))
         return st._replace(entry_m=np.zeros((ctx.num_entries, 2), np.int64))

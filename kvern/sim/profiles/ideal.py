@@ -104,7 +104,8 @@ class IdealHeap(CacheEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve, requests, Const(self.policy.code), self.policy.evict_first, self.state,
+        requeue = Const(int(self.policy.requeue_in_place))
+        self._call(_serve, requests, Const(self.policy.code), self.policy.evict_first, requeue, self.state,
                    self.prompts, self.capacity_blocks, self.cache, self.cached_tokens)
 
     def cached_prefix(self, request: int) -> int:
@@ -168,6 +169,16 @@ def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, _nrt=False)
+def _requeue_top(b, version, bp1, bp2, hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    """Block b, queue q's top, stays in q with its new priority: its row is replaced (as a pop
+    then ``_push_leaf``, in one pass)."""
+    v = version[b] + 1
+    version[b] = v
+    heap.replace_top(hp1, hp2, ties, vers, sizes, q, base, bp1[b], bp2[b] if len(bp2) > 1 else 0.0,
+                     ties[base], v)
+
+
+@numba.njit(cache=True, _nrt=False)
 def _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
     base = q * (len(ties) // len(sizes))
@@ -180,7 +191,7 @@ def _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):  # type: ignor
 
 
 @numba.njit(cache=True)
-def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
+def _serve(requests, code, evict_first, requeue, state, p, cap, c, cached):  # type: ignore[no-untyped-def]
     # every array out of its tuple once; the helpers take plain arrays, and the policy hooks are
     # compiled for this policy only (``code`` is a constant: ``Const`` in ``CacheEngine._call``)
     present, version, bp1, bp2, counters, log = c.cached, c.version, c.p1, c.p2, c.counters, c.log
@@ -232,14 +243,20 @@ def _serve(requests, code, evict_first, state, p, cap, c, cached):  # type: igno
                 b = heap.id_of(ties[base])
                 p1 = hp1[base]
                 p2 = hp2[base] if two else 0.0
-                _pop(hp1, hp2, ties, vers, sizes, q, base)
+                if not requeue:
+                    _pop(hp1, hp2, ties, vers, sizes, q, base)
                 keep, n1, n2 = policy_on_pop(code, state, b, b, r, p1, p2)
-                again = b  # the block that gets a new row: b itself when kept, else maybe its parent
-                if keep:  # the policy moved it (re-insertion, a cleared bit): back in with its new priority
+                if keep:
                     bp1[b] = n1
                     if two:
                         bp2[b] = n2
-                else:
+                if requeue:  # the top's row is still in: replaced if b stays in q, else popped
+                    if keep and policy_queue(code, state, b) == q:
+                        _requeue_top(b, version, bp1, bp2, hp1, hp2, ties, vers, sizes, q, base)
+                        continue
+                    _pop(hp1, hp2, ties, vers, sizes, q, base)
+                again = b  # the block that gets a new row: b itself when kept, else maybe its parent
+                if not keep:  # else the policy moved it (re-insertion, a cleared bit): back in, new priority
                     present[b] = 0
                     counters[SIZE] -= 1
                     counters[EVICTED] += 1

@@ -221,7 +221,8 @@ class VllmHeap(_VllmEngine):
 
     def serve(self, requests: np.ndarray) -> None:
         self._log_room(requests)
-        self._call(_serve_heap, requests, Const(self.policy.code), self.state, self.prompts,
+        requeue = Const(int(self.policy.requeue_in_place))
+        self._call(_serve_heap, requests, Const(self.policy.code), requeue, self.state, self.prompts,
                    self.capacity_blocks, self.copies, self.free, self.cached_tokens, self.unschedulable)
 
     @property
@@ -378,6 +379,16 @@ def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
 
 
 @numba.njit(cache=True, _nrt=False)
+def _requeue_top(s, version, fp1, fp2, hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    """Slot s, queue q's top, stays in q with its new priority: its row is replaced (as a pop then
+    ``_push_slot``, in one pass)."""
+    v = version[s] + 1
+    version[s] = v
+    heap.replace_top(hp1, hp2, ties, vers, sizes, q, base, fp1[s], fp2[s] if len(fp2) > 1 else 0.0,
+                     ties[base], v)
+
+
+@numba.njit(cache=True, _nrt=False)
 def _unlink(s, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
     """``_drop_copy`` on plain arrays."""
     key = slot_key[s]
@@ -410,7 +421,7 @@ def _link(s, key, slot_key, first, last, count, next_copy, prev_copy):  # type: 
 
 
 @numba.njit(cache=True)
-def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
+def _serve_heap(requests, code, requeue, state, p, cap, c, f, cached, unschedulable):  # type: ignore[no-untyped-def]
     # every array out of its tuple once; the helpers take plain arrays (see ``_push_slot``), and
     # the policy hooks are compiled for this policy only (``code`` is a ``Const``)
     held, slot_key, first, last, count = c.held, c.slot_key, c.first, c.last, c.count
@@ -461,8 +472,17 @@ def _serve_heap(requests, code, state, p, cap, c, f, cached, unschedulable):  # 
                 s = heap.id_of(ties[base])
                 p1 = hp1[base]
                 p2 = hp2[base] if two else 0.0
-                _pop(hp1, hp2, ties, vers, sizes, q, base)
+                if not requeue:
+                    _pop(hp1, hp2, ties, vers, sizes, q, base)
                 keep, n1, n2 = policy_on_pop(code, state, s, slot_key[s], r, p1, p2)
+                if requeue:  # the top's row is still in: replaced if s stays in q, else popped
+                    if keep and policy_queue(code, state, s) == q:
+                        fp1[s] = n1
+                        if two:
+                            fp2[s] = n2
+                        _requeue_top(s, version, fp1, fp2, hp1, hp2, ties, vers, sizes, q, base)
+                        continue
+                    _pop(hp1, hp2, ties, vers, sizes, q, base)
                 if not keep:
                     break
                 fp1[s] = n1
