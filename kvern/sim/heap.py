@@ -160,4 +160,3 @@ def heapify(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-de
         j = base + i
         p2 = p2s[j] if len(p2s) > 1 else 0.0
         _sift_down(p1s, p2s, ties, vers, base, i, n, p1s[j], p2, ties[j], vers[j])
-
