@@ -94,17 +94,17 @@ class Copies(NamedTuple):
     """``BlockHashToBlockMap``: which slot holds which key, and each key's copies in insertion order."""
 
     slot_key: np.ndarray
-    """int64[C]: the key (interned block id) slot s holds, -1 for none."""
+    """int32[C]: the key (interned block id) slot s holds, -1 for none."""
     first: np.ndarray
-    """int64[U]: the oldest copy of each key (-1: not cached)."""
+    """int32[U]: the oldest copy of each key (-1: not cached)."""
     last: np.ndarray
-    """int64[U]: the newest copy."""
+    """int32[U]: the newest copy."""
     count: np.ndarray
     """int32[U]: copies of each key."""
     next_copy: np.ndarray
-    """int64[C]: the next newer copy of the same key, -1 at the newest."""
+    """int32[C]: the next newer copy of the same key, -1 at the newest."""
     prev_copy: np.ndarray
-    """int64[C]"""
+    """int32[C]"""
     held: np.ndarray
     """int64[L]: scratch, the slots of the request being served (L = its longest prompt in blocks)."""
 
@@ -112,8 +112,8 @@ class Copies(NamedTuple):
 def _copies(stream: BlockStream, cap: int) -> Copies:
     u = stream.num_unique
     longest = stream.longest_request
-    return Copies(np.full(cap, -1, np.int64), np.full(u, -1, np.int64), np.full(u, -1, np.int64),
-                  np.zeros(u, np.int32), np.full(cap, -1, np.int64), np.full(cap, -1, np.int64),
+    return Copies(np.full(cap, -1, np.int32), np.full(u, -1, np.int32), np.full(u, -1, np.int32),
+                  np.zeros(u, np.int32), np.full(cap, -1, np.int32), np.full(cap, -1, np.int32),
                   np.zeros(max(longest, 1), np.int64))
 
 
