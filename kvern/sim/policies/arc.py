@@ -103,6 +103,8 @@ class ARC(Policy):
     def state(self, ctx: PolicyContext) -> PolicyState:
         st = PolicyState.empty(ctx.num_entries)
         st.scalars[CAP] = max(ctx.capacity, 1)
-        block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, len(ctx.stream.block_ids))
+        # B1 and B2 hold at most 2c between them; each eviction inserts once
+        block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, 2, 2 * int(st.scalars[CAP]),
+                                              len(ctx.stream.block_ids))
         return st._replace(entry_m=np.zeros((ctx.num_entries, 2), np.int64), block_i=block_i, log_i=log_i,
                            log_ctr=log_ctr)

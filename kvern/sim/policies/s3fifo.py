@@ -128,6 +128,7 @@ class S3FIFO(Policy):
         st.scalars[GHOST_SIZE] = int(cap * float(self.params["ghost_ratio"]))
         st.scalars[MODE] = -1.0
         st.scalars[THRESHOLD] = float(self.params["move_threshold"])
-        block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, len(ctx.stream.block_ids))
+        block_i, log_i, log_ctr = ghost.fresh(ctx.stream.num_unique, 1, int(st.scalars[GHOST_SIZE]),
+                                              len(ctx.stream.block_ids))
         return st._replace(entry_m=np.zeros((ctx.num_entries, 3), np.int64), block_i=block_i, log_i=log_i,
                            log_ctr=log_ctr)
