@@ -84,7 +84,7 @@ def _extends(offsets, ids, prompt_tokens, block_size, num_unique):  # type: igno
     """Per request: the request it extends (-1: none) and its turn, from earlier requests only."""
     r_count = len(prompt_tokens)
     seen = np.zeros(num_unique, np.uint8)
-    ends_at = np.full(num_unique, -1, np.int64)  # latest request holding each block
+    ends_at = np.full(num_unique, -1, np.int32)  # latest request holding each block
     parent = np.full(r_count, -1, np.int64)
     turn = np.zeros(r_count, np.int64)
     for r in range(r_count):
@@ -103,7 +103,8 @@ def _extends(offsets, ids, prompt_tokens, block_size, num_unique):  # type: igno
 
 def request_classes(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
     """(class, extended request) of every request; each uses only the requests before it."""
-    parent, turn = _extends(stream.req_offsets.astype(np.int64), stream.block_ids.astype(np.int64),
+    # the block ids read in place (an int64 copy is 8 bytes per access: most of the policy's memory)
+    parent, turn = _extends(stream.req_offsets.astype(np.int64), np.ascontiguousarray(stream.block_ids),
                             stream.prompt_tokens.astype(np.int64), int(stream.block_size), stream.num_unique)
     length = np.searchsorted(TOKEN_EDGES, stream.prompt_tokens.astype(np.int64), side="right")
     arrival = stream.arrival_s.astype(np.float64)
