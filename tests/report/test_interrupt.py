@@ -24,8 +24,10 @@ from tests.report.test_report import two_model_trace
 
 REQUESTS = 20_000
 POLICIES = "lru,fifo,lfu,belady"
-CAPACITIES = "50,200,800,1600"
-UNITS = 4 * 4
+# Enough runs that a Ctrl-C sent once the progress bar shows the second one lands mid-run: the
+# bar redraws ten times a second, and each of these runs takes only a few tens of milliseconds.
+CAPACITIES = "50,100,150,200,300,400,500,600,800,1000,1200,1400,1600,2000,2400,3200"
+UNITS = 4 * 16
 
 
 def hash_id_log(path: Path) -> Path:
