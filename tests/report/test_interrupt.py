@@ -195,12 +195,13 @@ def test_interrupted_sweep_keeps_the_finished_points(tmp_path: Path) -> None:
 
 def test_ctrl_c_ends_a_parallel_sweep_and_keeps_its_finished_points(tmp_path: Path) -> None:
     log = hash_id_log(tmp_path / "big.jsonl")
-    tasks = 1 + 3 * 8  # the achievable-rate run, then 3 policies × 8 capacities
+    tasks = 1 + 3 * 24  # the achievable-rate run, then 3 policies × 24 capacities (each a few
+    # tens of milliseconds: enough of them that the Ctrl-C, sent at the third, lands mid-run)
 
     def sweep(out: Path) -> subprocess.Popen[bytes]:
         env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "120"}
         return subprocess.Popen([sys.executable, "-m", "kvern", "sweep", str(log), "--policies",
-                                 "lru,fifo,lfu", "--profile", "vllm", "--points", "8", "--jobs", "2",
+                                 "lru,fifo,lfu", "--profile", "vllm", "--points", "24", "--jobs", "2",
                                  "-o", str(out)],
                                 cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
