@@ -160,3 +160,20 @@ def heapify(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-de
         j = base + i
         p2 = p2s[j] if len(p2s) > 1 else 0.0
         _sift_down(p1s, p2s, ties, vers, base, i, n, p1s[j], p2, ties[j], vers[j])
+
+
+# Called, not inlined, by both engines' loops, and compiled without reference counting
+# (``_nrt=False``: they allocate nothing), so their bodies stay out of the loops.
+
+@numba.njit(cache=True, _nrt=False)
+def pop_top(p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    pop(p1s, p2s, ties, vers, sizes, q, base)
+
+
+@numba.njit(cache=True, _nrt=False)
+def requeue_top(x, version, xp1, xp2, p1s, p2s, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
+    """Entry x, queue q's top, stays in q with its new priority (``xp1[x]``, ``xp2[x]``): its
+    version moves on and its row is replaced in one pass (as a pop, then a push of a new row)."""
+    v = version[x] + 1
+    version[x] = v
+    replace_top(p1s, p2s, ties, vers, sizes, q, base, xp1[x], xp2[x] if len(xp2) > 1 else 0.0, ties[base], v)

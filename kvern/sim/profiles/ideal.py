@@ -164,21 +164,6 @@ def _push_leaf(q, b, present, version, bp1, bp2, depth, hp1, hp2, ties, vers, si
 
 
 @numba.njit(cache=True, _nrt=False)
-def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
-    heap.pop(hp1, hp2, ties, vers, sizes, q, base)
-
-
-@numba.njit(cache=True, _nrt=False)
-def _requeue_top(b, version, bp1, bp2, hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
-    """Block b, queue q's top, stays in q with its new priority: its row is replaced (as a pop
-    then ``_push_leaf``, in one pass)."""
-    v = version[b] + 1
-    version[b] = v
-    heap.replace_top(hp1, hp2, ties, vers, sizes, q, base, bp1[b], bp2[b] if len(bp2) > 1 else 0.0,
-                     ties[base], v)
-
-
-@numba.njit(cache=True, _nrt=False)
 def _valid_top(present, version, hp1, hp2, ties, vers, sizes, q):  # type: ignore[no-untyped-def]
     """Drop queue q's stale top rows; True when a current evictable leaf is left on top."""
     base = q * (len(ties) // len(sizes))
@@ -244,7 +229,7 @@ def _serve(requests, code, evict_first, requeue, state, p, cap, c, cached):  # t
                 p1 = hp1[base]
                 p2 = hp2[base] if two else 0.0
                 if not requeue:
-                    _pop(hp1, hp2, ties, vers, sizes, q, base)
+                    heap.pop_top(hp1, hp2, ties, vers, sizes, q, base)
                 keep, n1, n2 = policy_on_pop(code, state, b, b, r, p1, p2)
                 if keep:
                     bp1[b] = n1
@@ -252,9 +237,9 @@ def _serve(requests, code, evict_first, requeue, state, p, cap, c, cached):  # t
                         bp2[b] = n2
                 if requeue:  # the top's row is still in: replaced if b stays in q, else popped
                     if keep and policy_queue(code, state, b) == q:
-                        _requeue_top(b, version, bp1, bp2, hp1, hp2, ties, vers, sizes, q, base)
+                        heap.requeue_top(b, version, bp1, bp2, hp1, hp2, ties, vers, sizes, q, base)
                         continue
-                    _pop(hp1, hp2, ties, vers, sizes, q, base)
+                    heap.pop_top(hp1, hp2, ties, vers, sizes, q, base)
                 again = b  # the block that gets a new row: b itself when kept, else maybe its parent
                 if not keep:  # else the policy moved it (re-insertion, a cleared bit): back in, new priority
                     present[b] = 0

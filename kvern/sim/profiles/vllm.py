@@ -374,21 +374,6 @@ def _valid_top(q, version, hp1, hp2, ties, vers, sizes, is_free, slot_key, count
 
 
 @numba.njit(cache=True, _nrt=False)
-def _pop(hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
-    heap.pop(hp1, hp2, ties, vers, sizes, q, base)
-
-
-@numba.njit(cache=True, _nrt=False)
-def _requeue_top(s, version, fp1, fp2, hp1, hp2, ties, vers, sizes, q, base):  # type: ignore[no-untyped-def]
-    """Slot s, queue q's top, stays in q with its new priority: its row is replaced (as a pop then
-    ``_push_slot``, in one pass)."""
-    v = version[s] + 1
-    version[s] = v
-    heap.replace_top(hp1, hp2, ties, vers, sizes, q, base, fp1[s], fp2[s] if len(fp2) > 1 else 0.0,
-                     ties[base], v)
-
-
-@numba.njit(cache=True, _nrt=False)
 def _unlink(s, slot_key, first, last, count, next_copy, prev_copy):  # type: ignore[no-untyped-def]
     """``_drop_copy`` on plain arrays."""
     key = slot_key[s]
@@ -473,16 +458,16 @@ def _serve_heap(requests, code, requeue, state, p, cap, c, f, cached, unschedula
                 p1 = hp1[base]
                 p2 = hp2[base] if two else 0.0
                 if not requeue:
-                    _pop(hp1, hp2, ties, vers, sizes, q, base)
+                    heap.pop_top(hp1, hp2, ties, vers, sizes, q, base)
                 keep, n1, n2 = policy_on_pop(code, state, s, slot_key[s], r, p1, p2)
                 if requeue:  # the top's row is still in: replaced if s stays in q, else popped
                     if keep and policy_queue(code, state, s) == q:
                         fp1[s] = n1
                         if two:
                             fp2[s] = n2
-                        _requeue_top(s, version, fp1, fp2, hp1, hp2, ties, vers, sizes, q, base)
+                        heap.requeue_top(s, version, fp1, fp2, hp1, hp2, ties, vers, sizes, q, base)
                         continue
-                    _pop(hp1, hp2, ties, vers, sizes, q, base)
+                    heap.pop_top(hp1, hp2, ties, vers, sizes, q, base)
                 if not keep:
                     break
                 fp1[s] = n1
