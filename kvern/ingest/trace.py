@@ -200,11 +200,15 @@ class IdsDigest:
         self._parts[2].update(np.ascontiguousarray(lengths, dtype=np.int64))
         self._parts[3].update(np.ascontiguousarray(ids, dtype=np.int32))
 
-    def add_batch(self, batch: pa.Table) -> None:
-        """The rows of ``batch`` (its ``block_keys`` and ``block_ids`` columns)."""
-        for name, add in (("block_keys", self.add_keys), (BLOCK_IDS.name, self.add_ids)):
-            col = batch.column(name)
-            add(list_lengths(col), pc.list_flatten(col).to_numpy(zero_copy_only=False))
+    def add_batch(self, batch: pa.Table, key_lens: np.ndarray | None = None,
+                  id_lens: np.ndarray | None = None) -> None:
+        """The rows of ``batch`` (its ``block_keys`` and ``block_ids`` columns; their
+        ``list_lengths`` when the caller has them already)."""
+        keys, ids = batch.column("block_keys"), batch.column(BLOCK_IDS.name)
+        self.add_keys(list_lengths(keys) if key_lens is None else key_lens,
+                      pc.list_flatten(keys).to_numpy(zero_copy_only=False))
+        self.add_ids(list_lengths(ids) if id_lens is None else id_lens,
+                     pc.list_flatten(ids).to_numpy(zero_copy_only=False))
 
     def hexdigest(self) -> str:
         h = xxhash.xxh3_64()
@@ -439,7 +443,7 @@ def read_trace(path: str | Path) -> Trace:
         for name, parts in lengths.items():
             parts.append(list_lengths(batch.column(name)))
         if digest is not None:
-            digest.add_batch(batch)
+            digest.add_batch(batch, lengths["block_keys"][-1], lengths[BLOCK_IDS.name][-1])
     checks.done()
     trace = Trace(None, meta, file=file)
     for name in ROW_COLUMNS:
